@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from bouncer_queue.interfaces.cli import main
+
+main()

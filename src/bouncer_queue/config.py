@@ -1,0 +1,173 @@
+"""Settings: every knob of bouncer-queue, read from the environment (or a `.env` file) in one place.
+
+Settings are built in the entry points (CLI, tests, the Python API's caller) and passed down; nothing in the
+package builds them at import time. Names follow the seed (REDIS_HOST, BOUNCER_API_KEY, BATCH_SIZE, ...), so an
+environment written for the Node original keeps working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BOUNCER_URL = "https://api.usebouncer.com/v1.1"
+
+
+class QueueTuning:
+    """Concurrency and worker limiter of one queue (limiter_max 0 means no limiter)."""
+
+    __slots__ = ("concurrency", "limiter_duration_ms", "limiter_max")
+
+    def __init__(self, concurrency: int, limiter_max: int, limiter_duration_ms: int) -> None:
+        self.concurrency = concurrency
+        self.limiter_max = limiter_max
+        self.limiter_duration_ms = limiter_duration_ms
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Every field has an environment variable of the same name, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False, populate_by_name=True)
+
+    environment: str = "development"
+    state_dir: Path = Field(default=Path(".bouncer-queue"), alias="BOUNCER_QUEUE_STATE_DIR")
+
+    # Bouncer API
+    bouncer_api_key: SecretStr | None = None
+    #: A file holding the key; re-read on SIGHUP so a rotated key needs no restart.
+    bouncer_api_key_file: Path | None = None
+    bouncer_api_base_url: str = DEFAULT_BOUNCER_URL
+    bouncer_timeout_seconds: float = Field(default=30.0, gt=0)
+    bouncer_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    bouncer_max_connections: int = Field(default=20, ge=1)
+
+    # Redis (the seed's names, or one URL; rediss:// for TLS)
+    redis_url: SecretStr | None = None
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_password: SecretStr | None = None
+    #: bullmq key prefix. The braces are a Redis Cluster hash tag: every key of every queue lands in one slot.
+    queue_prefix: str = "{bouncer}"
+
+    # Database
+    database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=5, ge=1)
+    #: Passed to the driver as-is for PostgreSQL/MySQL TLS: "require", "verify-full", ... (asyncpg's `ssl`).
+    database_ssl: str | None = None
+
+    # Batching (the seed's names)
+    batch_size: int = Field(default=10_000, ge=1, le=100_000)
+    max_concurrent_batches: int = Field(default=15, ge=1, le=25)
+
+    # Shared Bouncer rate limits: a sliding window per budget, shared by every worker process.
+    rate_limit_max: int = Field(default=180, ge=1)
+    rate_limit_window_seconds: float = Field(default=60.0, gt=0)
+    rate_limit_create_max: int = Field(default=60, ge=1)
+    rate_limit_credits_max: int = Field(default=10, ge=1)
+
+    # Queues (seed, "Queue Types")
+    email_verification_concurrency: int = Field(default=5, ge=1)
+    email_verification_limit: int = Field(default=10, ge=0)
+    batch_status_concurrency: int = Field(default=10, ge=1)
+    batch_status_limit: int = Field(default=50, ge=0)
+    batch_download_concurrency: int = Field(default=3, ge=1)
+    batch_download_limit: int = Field(default=20, ge=0)
+    cleanup_concurrency: int = Field(default=1, ge=1)
+    #: The window of the per-queue worker limiters above, in ms (the seed: per minute).
+    queue_limit_duration_ms: int = Field(default=60_000, ge=1)
+    #: Rate-limited workers wake this often to look again (bullmq pitfall 2: default 5 s is too long).
+    worker_drain_delay_seconds: int = Field(default=1, ge=1, le=5)
+
+    # Retries
+    job_attempts: int = Field(default=5, ge=1)
+    job_backoff_ms: int = Field(default=2_000, ge=1)
+    max_batch_retries: int = Field(default=3, ge=0)
+
+    # Scheduling
+    poll_interval_seconds: float = Field(default=15.0, gt=0)
+    health_check_interval_seconds: float = Field(default=60.0, gt=0)
+    cleanup_interval_seconds: float = Field(default=300.0, gt=0)
+    rate_limit_retention_seconds: float = Field(default=3_600.0, gt=0)
+    metrics_retention_days: float = Field(default=7.0, gt=0)
+    keep_completed_jobs: int = Field(default=1_000, ge=0)
+    keep_failed_jobs: int = Field(default=5_000, ge=0)
+
+    # Health and alerts (seed, "Alerting Thresholds")
+    alert_backlog: int = Field(default=1_000, ge=0)
+    alert_failed_jobs: int = Field(default=50, ge=0)
+    alert_rate_limit_utilization: float = Field(default=0.9, ge=0, le=1)
+    alert_memory_mb: float = Field(default=1_024.0, gt=0)
+
+    # Operations
+    metrics_port: int | None = None
+    shutdown_grace_seconds: float = Field(default=30.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    @field_validator("bouncer_api_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("bouncer_api_key", "redis_password")
+    @classmethod
+    def _reject_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip() in {"", "your_bouncer_api_key", "changeme"}:
+            raise ValueError("is empty or a placeholder from the example configuration")
+        return value
+
+    @model_validator(mode="after")
+    def _absolute_state_dir(self) -> Settings:
+        self.state_dir = self.state_dir.expanduser().resolve()
+        return self
+
+    # Derived values: computed here once so every consumer agrees.
+
+    def effective_database_url(self) -> str:
+        """DATABASE_URL, or a SQLite file in the state directory (the embedded default)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.state_dir / 'bouncer-queue.db'}"
+
+    def external_redis_url(self) -> str | None:
+        """REDIS_URL, or one built from REDIS_HOST/PORT/PASSWORD; None means: use the embedded Valkey."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        if self.redis_host:
+            auth = ""
+            if self.redis_password is not None:
+                auth = f":{quote(self.redis_password.get_secret_value(), safe='')}@"
+            return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+        return None
+
+    def api_key(self) -> SecretStr | None:
+        """The API key: the key file wins over BOUNCER_API_KEY, so rotating the file rotates the key."""
+        if self.bouncer_api_key_file is not None:
+            text = self.bouncer_api_key_file.read_text(encoding="utf-8").strip()
+            return SecretStr(text) if text else None
+        return self.bouncer_api_key
+
+    def queue_tuning(self) -> dict[str, QueueTuning]:
+        """Concurrency and limiter of each of the four queues, by queue name."""
+        per_min = self.queue_limit_duration_ms
+        return {
+            "email-verification": QueueTuning(
+                self.email_verification_concurrency, self.email_verification_limit, per_min
+            ),
+            "batch-status-check": QueueTuning(self.batch_status_concurrency, self.batch_status_limit, per_min),
+            "batch-download": QueueTuning(self.batch_download_concurrency, self.batch_download_limit, per_min),
+            "cleanup-tasks": QueueTuning(self.cleanup_concurrency, 0, per_min),
+        }
+
+    def secrets(self) -> list[str]:
+        """Every secret value in force, for the log redactor."""
+        values = [self.bouncer_api_key, self.redis_password, self.redis_url, self.database_url]
+        found = [v.get_secret_value() for v in values if v is not None]
+        return [s for s in found if s]

@@ -1,0 +1,38 @@
+"""The narrow interfaces the pipeline needs from the queue layer; `queueing/` implements them with bullmq."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bouncer_queue.domain import Priority
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job to enqueue. `job_id` makes enqueueing idempotent: a second add with the same id is a no-op."""
+
+    queue: str
+    name: str
+    data: Mapping[str, Any]
+    priority: Priority = Priority.NORMAL
+    delay_ms: int = 0
+    job_id: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Enqueuer(Protocol):
+    """Puts jobs on the queues."""
+
+    async def enqueue(self, spec: JobSpec) -> str:
+        """Add one job; return its id."""
+        ...
+
+    async def enqueue_many(self, specs: Sequence[JobSpec]) -> list[str]:
+        """Add several jobs in one round trip; return their ids."""
+        ...
+
+    async def promote_delayed(self, queue: str) -> int:
+        """Move the queue's delayed (deferred) jobs to waiting now; return how many. Used when a slot frees."""
+        ...

@@ -1,0 +1,150 @@
+"""Plain records that cross the storage boundary: what the repository takes and returns (no ORM objects leak)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bouncer_queue.domain import BatchState, Priority
+
+
+@dataclass(frozen=True)
+class EmailRow:
+    """One address of an input list, with the other columns of its row kept for exports."""
+
+    email: str
+    name: str | None = None
+    row_number: int | None = None
+    extra: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """Who asked for a verification run and how urgently."""
+
+    request_id: str
+    user_id: str
+    priority: Priority = Priority.NORMAL
+    delay_ms: int = 0
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One row of Bouncer_Batches."""
+
+    id: int
+    request_id: str
+    user_id: str
+    priority: Priority
+    status: BatchState
+    quantity: int
+    bouncer_batch_id: str | None = None
+    duplicates: int = 0
+    processed: int = 0
+    credits_used: int | None = None
+    attempts: int = 0
+    retries: int = 0
+    last_error: str | None = None
+    created_at: datetime | None = None
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    downloaded_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BatchEmail:
+    """An address as sent to Bouncer in a batch."""
+
+    email: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One verification result to store; `raw` is Bouncer's whole result object."""
+
+    email: str
+    status: str
+    reason: str | None
+    score: int | None = None
+    domain: str | None = None
+    accept_all: str | None = None
+    disposable: str | None = None
+    free: str | None = None
+    role: str | None = None
+    disabled: str | None = None
+    full_mailbox: str | None = None
+    provider: str | None = None
+    toxic: str | None = None
+    toxicity: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoreTotals:
+    """What storing one batch's results did."""
+
+    stored: int
+    emails_completed: int
+    emails_missing: int
+
+
+@dataclass(frozen=True)
+class RequestProgress:
+    """Counts of one request's emails by state and batches by state."""
+
+    request_id: str
+    emails_total: int
+    emails_by_state: Mapping[str, int]
+    batches_total: int
+    batches_by_state: Mapping[str, int]
+
+    @property
+    def done(self) -> bool:
+        finished = sum(self.emails_by_state.get(s, 0) for s in ("completed", "failed", "dead"))
+        return self.emails_total > 0 and finished >= self.emails_total
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """An input row joined with its result, for `results` exports."""
+
+    email: str
+    name: str | None
+    row_number: int | None
+    extra: Mapping[str, str] | None
+    state: str
+    status: str | None
+    reason: str | None
+    score: int | None
+    raw: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One row of Bouncer_Dead_Letter_Queue."""
+
+    id: int
+    queue: str
+    job_name: str
+    payload: Mapping[str, Any]
+    error_class: str
+    message: str
+    attempts: int
+    created_at: datetime
+    replayed_at: datetime | None = None
+    batch_id: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthMetric:
+    """One row of Bouncer_Health_Metrics: a health check's snapshot."""
+
+    status: str
+    snapshot: Mapping[str, Any]
+    alerts: tuple[str, ...] = ()
+    recorded_at: datetime | None = None
+    id: int | None = None
