@@ -1,0 +1,182 @@
+"""BouncerClient: one async method per Bouncer v1.1 endpoint, over an `httpx.AsyncClient` it is given.
+
+This is the adapter between the pipeline and Bouncer. It translates every httpx exception and every error
+status exactly once into the tree of `bouncer/errors.py`, asks its key provider for the API key on every
+request (so a rotated key is used without a restart) and reports each call to an optional `on_response`
+hook as (endpoint group, HTTP status or 0) for metrics. It never logs, raises or shows the key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import SecretStr, TypeAdapter, ValidationError
+
+from bouncer_queue.bouncer.errors import AuthError, BouncerUnavailable, from_response
+from bouncer_queue.bouncer.schemas import BatchInfo, VerificationResult
+from bouncer_queue.storage.records import BatchEmail
+
+ApiKeyProvider = Callable[[], SecretStr | None]
+ResponseHook = Callable[[str, int], None]
+
+#: Failures where the request certainly never left this process, so repeating it cannot double-charge.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Extra read time on top of a real-time verify's own `timeout`, so Bouncer answers before we give up.
+_VERIFY_GRACE_SECONDS = 5.0
+_RESULTS = TypeAdapter(list[VerificationResult])
+_T = TypeVar("_T")
+
+
+class BouncerClient:
+    """The Bouncer API. `http.base_url` is the versioned API root, e.g. https://api.usebouncer.com/v1.1."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        api_key: ApiKeyProvider,
+        *,
+        on_response: ResponseHook | None = None,
+    ) -> None:
+        self._http = http
+        self._api_key = api_key
+        self._on_response = on_response
+
+    def __repr__(self) -> str:
+        return f"BouncerClient(base_url={str(self._http.base_url)!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the underlying AsyncClient (the client owns it once built by `make_bouncer_client`)."""
+        await self._http.aclose()
+
+    async def create_batch(self, emails: Sequence[BatchEmail], *, callback_url: str | None = None) -> BatchInfo:
+        """Submit addresses as a new async batch (this reserves credits at Bouncer)."""
+        body = [{"email": e.email} if e.name is None else {"email": e.email, "name": e.name} for e in emails]
+        params = {"callback": callback_url} if callback_url else None
+        response = await self._request("batch_create", "POST", "email/verify/batch", params=params, json=body)
+        return _parse(response, BatchInfo.model_validate)
+
+    async def get_batch(self, batch_id: str, *, with_stats: bool = False) -> BatchInfo:
+        """The batch's status; with `with_stats`, also its progress and per-status counts."""
+        params = {"with-stats": "true"} if with_stats else None
+        response = await self._request("batch_status", "GET", _batch_path(batch_id), params=params)
+        return _parse(response, BatchInfo.model_validate)
+
+    async def download(self, batch_id: str, *, filter: str = "all") -> list[VerificationResult]:
+        """The results of a completed batch, optionally only one status (`filter`)."""
+        path = f"{_batch_path(batch_id)}/download"
+        response = await self._request("batch_download", "GET", path, params={"download": filter})
+        return _parse(response, _RESULTS.validate_python)
+
+    async def download_csv(self, batch_id: str, *, filter: str = "all") -> str:
+        """The results of a completed batch as Bouncer's CSV text."""
+        path = f"{_batch_path(batch_id)}/download"
+        headers = {"accept": "text/csv"}
+        response = await self._request("batch_download", "GET", path, params={"download": filter}, headers=headers)
+        return response.text
+
+    async def finish_batch(self, batch_id: str) -> None:
+        """Stop a queued or running batch early; Bouncer refunds the addresses it has not verified."""
+        await self._request("batch_finish", "POST", f"{_batch_path(batch_id)}/finish")
+
+    async def delete_batch(self, batch_id: str) -> None:
+        """Delete a finished batch and its results at Bouncer."""
+        await self._request("batch_delete", "DELETE", _batch_path(batch_id))
+
+    async def credits(self) -> int:
+        """The account's credit balance (free of charge, but limited to 10 calls a minute)."""
+        response = await self._request("credits", "GET", "credits")
+        return _parse(response, _credits_of)
+
+    async def verify(self, email: str, *, timeout: int | None = None) -> VerificationResult:
+        """Verify one address in real time (1 credit); `timeout` is Bouncer's own limit in seconds (1-30)."""
+        params: dict[str, str] = {"email": email}
+        request_timeout: httpx.Timeout | None = None
+        if timeout is not None:
+            params["timeout"] = str(timeout)
+            request_timeout = self._timeout_at_least(timeout + _VERIFY_GRACE_SECONDS)
+        response = await self._request("verify", "GET", "email/verify", params=params, timeout=request_timeout)
+        return _parse(response, VerificationResult.model_validate)
+
+    def _timeout_at_least(self, read_seconds: float) -> httpx.Timeout:
+        current = self._http.timeout
+        read = max(current.read or 0.0, read_seconds)
+        return httpx.Timeout(connect=current.connect, read=read, write=current.write, pool=current.pool)
+
+    async def _request(
+        self,
+        group: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> httpx.Response:
+        key = self._api_key()
+        if key is None or not key.get_secret_value():
+            raise AuthError(401, "no Bouncer API key is configured")
+        all_headers = {"x-api-key": key.get_secret_value(), **(headers or {})}
+        url = _with_query(path, params)
+        try:
+            response = await self._http.request(
+                method, url, json=json, headers=all_headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+            )
+        except httpx.TransportError as exc:
+            self._report(group, 0)
+            raise _unavailable(group, exc) from None
+        self._report(group, response.status_code)
+        if response.is_error:
+            raise from_response(response)
+        return response
+
+    def _report(self, group: str, status: int) -> None:
+        if self._on_response is not None:
+            self._on_response(group, status)
+
+
+def _batch_path(batch_id: str) -> str:
+    return f"email/verify/batch/{quote(batch_id, safe='')}"
+
+
+def _with_query(path: str, params: Mapping[str, str] | None) -> str:
+    """Encode the query ourselves: every reserved character escaped, so `+` arrives as `+`, not a space."""
+    if not params:
+        return path
+    query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params.items())
+    return f"{path}?{query}"
+
+
+def _unavailable(group: str, exc: httpx.TransportError) -> BouncerUnavailable:
+    # The message names the exception class only: httpx texts can echo request details.
+    sent = not isinstance(exc, _NOT_SENT)
+    detail = "request may have reached Bouncer" if sent else "request never reached Bouncer"
+    return BouncerUnavailable(f"Bouncer {group} failed: {type(exc).__name__} ({detail})", request_sent=sent)
+
+
+def _credits_of(body: Any) -> int:
+    value = body["credits"] if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("no integer `credits` in the answer")
+    return int(value)
+
+
+def _parse(response: httpx.Response, build: Callable[[Any], _T]) -> _T:
+    """Decode a success body; a broken one means Bouncer acted but its answer is lost (request_sent=True)."""
+    try:
+        return build(json.loads(response.content))
+    except (ValueError, KeyError, ValidationError) as exc:
+        raise BouncerUnavailable(
+            f"Bouncer sent an unreadable answer (HTTP {response.status_code}): {type(exc).__name__}",
+            request_sent=True,
+        ) from None

@@ -1,0 +1,55 @@
+"""Builders for the Bouncer HTTP stack: the configured `httpx.AsyncClient` and the `BouncerClient` over it.
+
+Called from the composition root (bootstrap, CLI, tests) only; timeouts, pool limits and keep-alive are set
+explicitly here rather than inherited from httpx defaults, so a slow Bouncer cannot pile up connections.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from bouncer_queue.bouncer.client import BouncerClient, ResponseHook
+from bouncer_queue.config import Settings
+
+#: Idle keep-alive connections are closed after this long, before a load balancer silently drops them.
+_KEEPALIVE_EXPIRY_SECONDS = 30.0
+
+
+def make_http_client(
+    base_url: str,
+    *,
+    timeout: float,
+    connect_timeout: float,
+    max_connections: int,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An AsyncClient for the Bouncer API root (e.g. https://api.usebouncer.com/v1.1); the caller closes it."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        timeout=httpx.Timeout(timeout, connect=connect_timeout, pool=connect_timeout),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=_KEEPALIVE_EXPIRY_SECONDS,
+        ),
+        transport=transport,
+        follow_redirects=False,
+        headers={"accept": "application/json"},
+    )
+
+
+def make_bouncer_client(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_response: ResponseHook | None = None,
+) -> BouncerClient:
+    """A BouncerClient from Settings; close it with `await client.aclose()` (it owns its AsyncClient)."""
+    http = make_http_client(
+        settings.bouncer_api_base_url,
+        timeout=settings.bouncer_timeout_seconds,
+        connect_timeout=settings.bouncer_connect_timeout_seconds,
+        max_connections=settings.bouncer_max_connections,
+        transport=transport,
+    )
+    return BouncerClient(http, settings.api_key, on_response=on_response)

@@ -1,0 +1,47 @@
+"""Wire models tolerate unknown fields and values, find `provider` in either place, and keep the raw object."""
+
+from __future__ import annotations
+
+from bouncer_queue.bouncer import BatchInfo, VerificationResult
+
+
+def test_batch_info_from_the_docs_example() -> None:
+    info = BatchInfo.model_validate(
+        {"batchId": "65f1c0de9a3b4e0012ab34cd", "created": "2024-05-02T09:14:03.512Z",
+         "started": "2024-05-02T09:14:05.020Z", "completed": "2024-05-02T09:14:19.871Z",
+         "status": "completed", "quantity": 2, "duplicates": 0, "credits": 2, "processed": 2,
+         "stats": {"deliverable": 1, "risky": 0, "undeliverable": 1, "unknown": 0}, "newField": True}
+    )  # fmt: skip
+    assert info.batch_id == "65f1c0de9a3b4e0012ab34cd" and info.credits == 2
+    assert info.completed is not None and info.completed.microsecond == 871_000
+    assert BatchInfo.model_validate({"batchId": "x", "status": "pending"}).status == "pending"
+
+
+def test_result_tolerates_unknown_values_and_keeps_raw() -> None:
+    raw = {
+        "email": "a@example.org", "status": "greylisted", "reason": "brand_new", "name": "crm-1",
+        "domain": {"name": "example.org", "acceptAll": "maybe", "disposable": "no", "free": "no", "age": 3},
+        "account": {"role": "no", "disabled": "no", "fullMailbox": "no"},
+        "dns": {"type": "MX", "record": "mx.example.org.", "provider": "google.com"},
+        "score": 62, "toxic": "unknown", "toxicity": 1, "retryAfter": "2024-05-02T09:24:03.512Z", "didYouMean": "x",
+    }  # fmt: skip
+    result = VerificationResult.model_validate(raw)
+    assert (result.status, result.domain and result.domain.accept_all) == ("greylisted", "maybe")
+    assert result.provider == "google.com" and result.retry_after == "2024-05-02T09:24:03.512Z"
+    assert result.raw == raw
+
+
+def test_top_level_provider_wins_and_minimal_result() -> None:
+    top = VerificationResult.model_validate({"email": "a@b.co", "status": "deliverable", "provider": "b.co"})
+    assert top.provider == "b.co"
+    bare = VerificationResult.model_validate({"email": "a@b.co", "status": "unknown", "reason": "timeout"})
+    assert (
+        bare.provider is None
+        and bare.score is None
+        and bare.raw
+        == {
+            "email": "a@b.co",
+            "status": "unknown",
+            "reason": "timeout",
+        }
+    )
