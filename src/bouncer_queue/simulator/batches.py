@@ -1,0 +1,132 @@
+"""Simulated batches and their clock-driven life: queued → processing → completed.
+
+Progress is computed lazily: `advance(batches, now, ...)` replays, in time order, every start and completion
+that happened up to `now` (at most `max_parallel` processing at once, FIFO by creation), so the same clock
+readings always give the same states and no background task is needed. A batch's results are fixed at
+creation; `processed` grows with `speed` from its start time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bouncer_queue.simulator.results import iso_ms
+
+QUEUED, PROCESSING, COMPLETED = "queued", "processing", "completed"
+STATUSES = ("deliverable", "risky", "undeliverable", "unknown")
+
+
+@dataclass
+class Batch:
+    """One batch of one key. `chargeable[i]` says whether result i costs a credit once verified."""
+
+    id: str
+    key: str
+    created: float
+    results: list[dict[str, Any]]
+    chargeable: list[bool]
+    duplicates: int
+    reserved: int
+    callback: str | None = None
+    status: str = QUEUED
+    started: float | None = None
+    completed: float | None = None
+    #: Set by finish: the emails verified when it stopped; the rest are never verified.
+    stopped_at: int | None = None
+    credits_used: int | None = None
+    extra_charge: int = field(default=0)
+
+    @property
+    def quantity(self) -> int:
+        return len(self.results)
+
+    @property
+    def verified(self) -> int:
+        """Emails verified once completed: all, or those done before finish stopped it."""
+        return self.quantity if self.stopped_at is None else self.stopped_at
+
+    def end_time(self, speed: float) -> float:
+        assert self.started is not None, "only a started batch has an end time"
+        return self.started + self.quantity / speed
+
+    def processed(self, now: float, speed: float) -> int:
+        """Emails verified by `now` (monotonic; the whole batch once completed, unless finished early)."""
+        if self.status == COMPLETED:
+            return self.verified
+        if self.started is None:
+            return 0
+        return min(self.quantity, max(0, int((now - self.started) * speed)))
+
+    def stats(self, processed: int) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for result in self.results[:processed]:
+            counts[result["status"]] = counts.get(result["status"], 0) + 1
+        return counts
+
+    def view(self, now: float, speed: float, *, with_stats: bool) -> dict[str, Any]:
+        """The batch object as Bouncer returns it from create and status."""
+        body: dict[str, Any] = {"batchId": self.id, "created": iso_ms(self.created)}
+        if self.started is not None:
+            body["started"] = iso_ms(self.started)
+        if self.completed is not None:
+            body["completed"] = iso_ms(self.completed)
+        body.update(status=self.status, quantity=self.quantity, duplicates=self.duplicates)
+        if self.credits_used is not None:
+            body["credits"] = self.credits_used
+        if with_stats:
+            processed = self.processed(now, speed)
+            body.update(processed=processed, stats=self.stats(processed))
+        return body
+
+
+def settle(batch: Batch, *, charge_unknown: bool) -> int:
+    """Fix the credits a completed batch used; return the refund owed on its reservation."""
+    done = batch.verified
+    used = batch.extra_charge + sum(
+        1
+        for result, paid in zip(batch.results[:done], batch.chargeable[:done], strict=True)
+        if paid and (charge_unknown or result["status"] != "unknown")
+    )
+    batch.credits_used = used
+    return batch.reserved - used
+
+
+def _next_event(batches: Sequence[Batch], cursor: float, config: _Timing) -> tuple[float, Batch] | None:
+    running = [b for b in batches if b.status == PROCESSING]
+    events = [(b.end_time(config.speed), b) for b in running]
+    if len(running) < config.max_parallel:
+        waiting = [b for b in batches if b.status == QUEUED]
+        if waiting:
+            first = min(waiting, key=lambda b: b.created)
+            events.append((max(first.created + config.queue_delay, cursor), first))
+    return min(events, key=lambda event: event[0]) if events else None
+
+
+@dataclass(frozen=True)
+class _Timing:
+    speed: float
+    max_parallel: int
+    queue_delay: float
+
+
+def advance(
+    batches: Sequence[Batch],
+    now: float,
+    *,
+    speed: float,
+    max_parallel: int,
+    queue_delay: float,
+    on_complete: Callable[[Batch], None],
+) -> None:
+    """Apply, in time order, every start and completion of one key's batches up to `now`."""
+    timing = _Timing(speed, max_parallel, queue_delay)
+    cursor = float("-inf")
+    while (event := _next_event(batches, cursor, timing)) is not None and event[0] <= now:
+        cursor, batch = event
+        if batch.status == QUEUED:
+            batch.status, batch.started = PROCESSING, cursor
+        else:
+            batch.status, batch.completed = COMPLETED, cursor
+            on_complete(batch)
