@@ -1,0 +1,248 @@
+"""The shared Bouncer rate limiter: sliding-window budgets kept in the database, so every worker process agrees.
+
+Each call to Bouncer first asks `RateLimiter.acquire(budgets, endpoint)` for a slot. The answer is a `Decision`:
+go (a row was written to Bouncer_Rate_Limit for each budget) or wait N ms (nothing was written). It never sleeps,
+so a stage that is told to wait re-enqueues itself with that delay instead of holding a worker slot or spending
+a retry attempt. The Bouncer_Rate_Limit table is both the counter and the audit log; `cleanup` trims it.
+
+Atomicity: count-then-insert must run one budget at a time across every process on every machine, or two
+processes could both see 179 and both take the 180th slot. Each engine gets the cheapest lock that makes it so:
+
+- PostgreSQL: `pg_advisory_xact_lock` per budget, taken first in a READ COMMITTED transaction. The lock is freed
+  by the commit, after the rows became visible, so the next holder's count sees them.
+- MariaDB/MySQL: `GET_LOCK` per budget (a named server lock, held past the commit and released right after it),
+  with READ COMMITTED so the count reads the newest committed rows instead of an older snapshot.
+- SQLite: the single database write lock. `make_engine` opens write transactions with BEGIN IMMEDIATE; a no-op
+  UPDATE as the first statement takes the same lock on an engine that begins DEFERRED, before anything is read.
+
+Locks are taken in sorted budget order so two multi-budget calls cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Table, delete, false, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bouncer_queue.config import Settings
+from bouncer_queue.errors import ConfigError
+from bouncer_queue.storage.boundary import translate_errors
+from bouncer_queue.storage.db import READ_ONLY_OPTION, mask_url
+from bouncer_queue.storage.tables import Base
+
+#: Every batch-endpoint call: create, status, download, finish, delete.
+BATCH = "batch"
+#: Batch creations, limited on their own on top of BATCH.
+CREATE = "create"
+#: Credit-balance checks.
+CREDITS = "credits"
+
+#: How long a MariaDB process waits for another one's budget lock before giving up (seconds).
+MYSQL_LOCK_TIMEOUT_SECONDS = 10
+
+_TABLE_NAME = "Bouncer_Rate_Limit"
+_DIALECTS = frozenset({"sqlite", "postgresql", "mysql", "mariadb"})
+
+
+@dataclass(frozen=True)
+class Budget:
+    """At most `max_requests` requests in any sliding window of `window_seconds`."""
+
+    max_requests: int
+    window_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.max_requests < 1 or self.window_seconds <= 0:
+            raise ValueError(f"a budget needs max_requests >= 1 and window_seconds > 0, got {self}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer of `acquire`: go now, or wait `wait_ms` before asking again."""
+
+    allowed: bool
+    wait_ms: int = 0
+
+
+GO = Decision(allowed=True)
+
+
+def budgets_from_settings(settings: Settings) -> dict[str, Budget]:
+    """The three Bouncer budgets, all over the configured window (60 s by default)."""
+    window = settings.rate_limit_window_seconds
+    return {
+        BATCH: Budget(settings.rate_limit_max, window),
+        CREATE: Budget(settings.rate_limit_create_max, window),
+        CREDITS: Budget(settings.rate_limit_credits_max, window),
+    }
+
+
+def ceil_ms(seconds: float) -> int:
+    """Seconds until a slot frees, as whole ms rounded up (never 0, so a caller never spins without waiting)."""
+    # Rounding to µs first keeps float noise (59.250000000001) from adding a millisecond.
+    return max(1, math.ceil(round(seconds * 1000, 3)))
+
+
+class RateLimiter:
+    """Sliding-window budgets shared by every worker process through the Bouncer_Rate_Limit table."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        budgets: Mapping[str, Budget],
+        *,
+        clock: Callable[[], float] = time.time,
+        worker: str | None = None,
+        retention_seconds: float = 3_600.0,
+    ) -> None:
+        if engine.dialect.name not in _DIALECTS:
+            raise ConfigError(f"the rate limiter does not support the {engine.dialect.name} database")
+        self._engine = engine
+        self._budgets = dict(budgets)
+        self._clock = clock
+        self._worker = worker
+        self._retention_seconds = retention_seconds
+        self._table: Table = Base.metadata.tables[_TABLE_NAME]
+        self._masked_url = mask_url(engine.url)
+        self._password = engine.url.password
+
+    @property
+    def budgets(self) -> Mapping[str, Budget]:
+        return dict(self._budgets)
+
+    async def acquire(self, budgets: Sequence[str], endpoint: str) -> Decision:
+        """Take one slot in every budget named, all or nothing; or say how long until that is possible."""
+        names = self._checked(budgets)
+        async with self._errors("acquire a rate-limit slot"), self._locked(names) as conn:
+            now = self._clock()
+            waits = [await self._seconds_until_free(conn, name, now) for name in names]
+            if any(waits):
+                return Decision(allowed=False, wait_ms=ceil_ms(max(waits)))
+            rows = [{"budget": n, "endpoint": endpoint, "requested_at": now, "worker": self._worker} for n in names]
+            await conn.execute(insert(self._table), rows)
+            return GO
+
+    async def utilization(self, budget: str) -> float:
+        """The share of `budget` used in the current window: 0.0 (idle) to 1.0 (full)."""
+        used, limit = (await self._usage(self._checked([budget])))[budget]
+        return used / limit
+
+    async def usage(self) -> dict[str, tuple[int, int]]:
+        """(used, limit) of every budget in its current window."""
+        return await self._usage(sorted(self._budgets))
+
+    async def cleanup(self, older_than_seconds: float | None = None) -> int:
+        """Delete log rows older than the retention (default: the limiter's); return how many went."""
+        age = self._retention_seconds if older_than_seconds is None else older_than_seconds
+        # Never delete a row some window still counts, whatever the caller asked for.
+        age = max([age, *(b.window_seconds for b in self._budgets.values())])
+        async with self._errors("clean up the rate-limit log"), self._engine.begin() as conn:
+            result = await conn.execute(delete(self._table).where(self._table.c.requested_at < self._clock() - age))
+            return result.rowcount
+
+    # Internals
+
+    def _checked(self, budgets: Sequence[str]) -> list[str]:
+        names = sorted(set(budgets))
+        if not names:
+            raise ValueError("acquire needs at least one budget")
+        unknown = [n for n in names if n not in self._budgets]
+        if unknown:
+            raise ValueError(f"unknown rate-limit budget(s) {unknown}; configured: {sorted(self._budgets)}")
+        return names
+
+    def _errors(self, operation: str) -> AbstractAsyncContextManager[None]:
+        return translate_errors(self._masked_url, operation, self._password)
+
+    async def _seconds_until_free(self, conn: AsyncConnection, name: str, now: float) -> float:
+        """0 when `name` has a free slot at `now`; else the seconds until its window drops enough rows."""
+        budget = self._budgets[name]
+        t = self._table
+        # The max_requests-th newest row in the window is the one that must leave before a slot frees (it is the
+        # oldest when the window holds exactly max_requests; later if the budget was lowered meanwhile).
+        blocker: float | None = await conn.scalar(
+            select(t.c.requested_at)
+            .where(t.c.budget == name, t.c.requested_at > now - budget.window_seconds)
+            .order_by(t.c.requested_at.desc())
+            .limit(1)
+            .offset(budget.max_requests - 1)
+        )
+        if blocker is None:
+            return 0.0
+        return max(blocker + budget.window_seconds - now, 1e-3)
+
+    async def _usage(self, names: Sequence[str]) -> dict[str, tuple[int, int]]:
+        t = self._table
+        found: dict[str, tuple[int, int]] = {}
+        async with self._errors("read rate-limit usage"), self._reading() as conn:
+            now = self._clock()
+            for name in names:
+                budget = self._budgets[name]
+                window = (t.c.budget == name, t.c.requested_at > now - budget.window_seconds)
+                used = await conn.scalar(select(func.count()).select_from(t).where(*window))
+                found[name] = (int(used or 0), budget.max_requests)
+        return found
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            conn = await conn.execution_options(**{READ_ONLY_OPTION: True})
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def _locked(self, names: Sequence[str]) -> AsyncIterator[AsyncConnection]:
+        """A transaction holding the lock of every budget in `names` (sorted); committed on a clean exit."""
+        dialect = self._engine.dialect.name
+        async with self._engine.connect() as conn:
+            if dialect != "sqlite":
+                conn = await conn.execution_options(isolation_level="READ COMMITTED")
+            if dialect in {"mysql", "mariadb"}:
+                async with _mysql_locks(conn, names), conn.begin():
+                    yield conn
+                return
+            async with conn.begin():
+                if dialect == "postgresql":
+                    for name in names:
+                        await conn.execute(select(func.pg_advisory_xact_lock(_lock_key(name))))
+                else:
+                    # A write first: it takes the SQLite write lock even if the engine began DEFERRED.
+                    await conn.execute(update(self._table).where(false()).values(budget=self._table.c.budget))
+                yield conn
+
+
+@asynccontextmanager
+async def _mysql_locks(conn: AsyncConnection, names: Sequence[str]) -> AsyncIterator[None]:
+    # GET_LOCK belongs to the session, not the transaction: it must outlive the commit of the block, and be
+    # released even when the block fails, or the next process would wait out MYSQL_LOCK_TIMEOUT_SECONDS.
+    taken: list[str] = []
+    try:
+        for name in names:
+            lock = _lock_name(name)
+            got = await conn.scalar(select(func.get_lock(lock, MYSQL_LOCK_TIMEOUT_SECONDS)))
+            await conn.commit()
+            if got != 1:
+                raise TimeoutError(f"timed out waiting for the rate-limit lock of budget {name!r}")
+            taken.append(lock)
+        yield
+    finally:
+        for lock in taken:
+            await conn.scalar(select(func.release_lock(lock)))
+        await conn.commit()
+
+
+def _lock_key(budget: str) -> int:
+    """A stable signed 64-bit advisory-lock key for `budget` (Python's hash() differs between processes)."""
+    digest = hashlib.blake2b(f"bouncer_rate_limit:{budget}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _lock_name(budget: str) -> str:
+    # MariaDB lock names are server-wide and at most 64 characters: hash the budget, keep a readable prefix.
+    return "bouncer_rate_limit:" + hashlib.blake2b(budget.encode(), digest_size=16).hexdigest()
