@@ -1,0 +1,221 @@
+"""The six tables of the seed, as SQLAlchemy 2 Mapped models, valid on SQLite, PostgreSQL and MariaDB.
+
+Table names are the seed's exactly. Times are stored as naive UTC (`UtcDateTime`) and come back timezone-aware,
+so every engine returns the same values. String lengths keep every index under MariaDB's 3072-byte key limit in
+utf8mb4 (4 bytes a character): the longest, results (request_id, email), is (64 + 254) * 4 = 1272 bytes.
+The migration in migrations/versions/0001_initial.py creates the same schema; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+EMAIL_LENGTH = 254
+REQUEST_ID_LENGTH = 64
+USER_ID_LENGTH = 128
+
+#: SQLite only turns INTEGER PRIMARY KEY into an auto-incrementing rowid; BIGINT would stay NULL.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A naive-UTC timestamp column (microseconds on MariaDB too) that reads back as an aware UTC datetime."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC value stored in every time column."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class BatchModel(Base):
+    """Bouncer_Batches: one row per batch of up to BATCH_SIZE emails sent to Bouncer."""
+
+    __tablename__ = "Bouncer_Batches"
+    __table_args__ = (
+        Index(None, "status"),
+        Index(None, "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    bouncer_batch_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
+    user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
+    priority: Mapped[int] = mapped_column(Integer)
+    delay_ms: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    credits_used: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    downloaded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class QueueModel(Base):
+    """Bouncer_Queue: one row per email of a request, with the rest of its input row kept for exports."""
+
+    __tablename__ = "Bouncer_Queue"
+    __table_args__ = (
+        Index(None, "batch_id"),
+        Index(None, "request_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
+    user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
+    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
+    name: Mapped[str | None] = mapped_column(String(255))
+    row_number: Mapped[int | None] = mapped_column(Integer)
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    batch_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("Bouncer_Batches.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ResultModel(Base):
+    """Bouncer_Results: one row per verified email of a request; `email` is stored lower-cased."""
+
+    __tablename__ = "Bouncer_Results"
+    __table_args__ = (
+        UniqueConstraint("request_id", "email"),
+        Index(None, "request_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
+    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
+    batch_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("Bouncer_Batches.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    score: Mapped[int | None] = mapped_column(Integer)
+    domain: Mapped[str | None] = mapped_column(String(255))
+    accept_all: Mapped[str | None] = mapped_column(String(16))
+    disposable: Mapped[str | None] = mapped_column(String(16))
+    free: Mapped[str | None] = mapped_column(String(16))
+    role: Mapped[str | None] = mapped_column(String(16))
+    disabled: Mapped[str | None] = mapped_column(String(16))
+    full_mailbox: Mapped[str | None] = mapped_column(String(16))
+    provider: Mapped[str | None] = mapped_column(String(128))
+    toxic: Mapped[str | None] = mapped_column(String(16))
+    toxicity: Mapped[int | None] = mapped_column(Integer)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    verified_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class RateLimitModel(Base):
+    """Bouncer_Rate_Limit: one row per Bouncer call, the sliding-window log of storage/ratelimit.py."""
+
+    __tablename__ = "Bouncer_Rate_Limit"
+    __table_args__ = (Index(None, "budget", "requested_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    budget: Mapped[str] = mapped_column(String(32))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    #: Epoch seconds, double precision.
+    requested_at: Mapped[float] = mapped_column(Double)
+    worker: Mapped[str | None] = mapped_column(String(128))
+
+
+class DeadLetterModel(Base):
+    """Bouncer_Dead_Letter_Queue: jobs that exhausted their attempts, kept for inspection and replay."""
+
+    __tablename__ = "Bouncer_Dead_Letter_Queue"
+    __table_args__ = (Index(None, "replayed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    job_name: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[int | None] = mapped_column(BigId)
+    request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_LENGTH))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error_class: Mapped[str] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    replayed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class HealthMetricModel(Base):
+    """Bouncer_Health_Metrics: one row per health check, with the numbers worth charting in their own columns."""
+
+    __tablename__ = "Bouncer_Health_Metrics"
+    __table_args__ = (Index(None, "recorded_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(16))
+    alerts: Mapped[list[str]] = mapped_column(JSON)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    backlog: Mapped[float | None] = mapped_column(Double)
+    failed_jobs: Mapped[float | None] = mapped_column(Double)
+    rate_limit_utilization: Mapped[float | None] = mapped_column(Double)
+    memory_mb: Mapped[float | None] = mapped_column(Double)
+    redis_latency_ms: Mapped[float | None] = mapped_column(Double)
+    batches_in_flight: Mapped[float | None] = mapped_column(Double)
+    credits_left: Mapped[float | None] = mapped_column(Double)
+
+
+#: The numeric columns of Bouncer_Health_Metrics that `Repository.record_health_metric` accepts.
+HEALTH_NUMBER_COLUMNS = (
+    "backlog",
+    "failed_jobs",
+    "rate_limit_utilization",
+    "memory_mb",
+    "redis_latency_ms",
+    "batches_in_flight",
+    "credits_left",
+)

@@ -1,0 +1,110 @@
+"""Migrations up and down on every engine, the schema they build against tables.py, and URL handling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from bouncer_queue.errors import StorageError
+from bouncer_queue.storage import migrate
+from bouncer_queue.storage.db import make_engine, mask_url, normalize_url
+from bouncer_queue.storage.repository import Repository
+from bouncer_queue.storage.tables import Base
+
+TABLES = {
+    "Bouncer_Batches",
+    "Bouncer_Queue",
+    "Bouncer_Rate_Limit",
+    "Bouncer_Results",
+    "Bouncer_Dead_Letter_Queue",
+    "Bouncer_Health_Metrics",
+}
+
+
+async def _table_names(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
+
+
+async def _schema_diff(url: str) -> list[Any]:
+    def diff(sync: Connection) -> list[Any]:
+        context = MigrationContext.configure(sync, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(diff)
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_creates_exactly_the_six_tables_and_downgrade_removes_them(empty_database: str) -> None:
+    assert await migrate.current(empty_database) is None
+
+    await migrate.upgrade(empty_database)
+    assert await migrate.current(empty_database) == await migrate.head()
+    assert await _table_names(empty_database) == TABLES | {migrate.VERSION_TABLE}
+
+    await migrate.downgrade(empty_database)
+    assert await migrate.current(empty_database) is None
+    assert await _table_names(empty_database) <= {migrate.VERSION_TABLE}
+
+    await migrate.upgrade(empty_database)
+    assert TABLES <= await _table_names(empty_database)
+
+
+async def test_migrated_schema_matches_the_models(storage_url: str) -> None:
+    differences = [d for d in await _schema_diff(storage_url) if not _is_version_table(d)]
+    assert differences == []
+
+
+def _is_version_table(difference: Any) -> bool:
+    return difference[0] == "remove_table" and difference[1].name == migrate.VERSION_TABLE
+
+
+def test_plain_urls_map_to_the_async_drivers() -> None:
+    assert normalize_url("postgresql://u@h/db").drivername == "postgresql+asyncpg"
+    assert normalize_url("postgres://u@h/db").drivername == "postgresql+asyncpg"
+    assert normalize_url("mysql://u@h/db").drivername == "mysql+aiomysql"
+    assert normalize_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+    assert normalize_url("postgresql+asyncpg://u@h/db").drivername == "postgresql+asyncpg"
+
+
+def test_mask_url_hides_the_password() -> None:
+    masked = mask_url("postgresql://user:s3cr%40t@db.example:5432/app")
+    assert "s3cr" not in masked
+    assert "***" in masked
+    assert "db.example" in masked
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bouncer:hunter2-secret@127.0.0.1:1/app",
+        "mysql://bouncer:hunter2-secret@127.0.0.1:1/app",
+    ],
+)
+async def test_unreachable_database_raises_storage_error_without_the_password(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        with pytest.raises(StorageError) as caught:
+            await Repository(engine).ping()
+    finally:
+        await engine.dispose()
+    assert "hunter2-secret" not in str(caught.value)
+    assert "***" in str(caught.value)
+    assert caught.value.__cause__ is None
+
+    with pytest.raises(StorageError) as caught:
+        await migrate.upgrade(url)
+    assert "hunter2-secret" not in str(caught.value)

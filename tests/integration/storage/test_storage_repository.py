@@ -1,0 +1,229 @@
+"""The repository on every engine: ingest, batch lifecycle, results, exports, dead letters and health."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bouncer_queue.domain import BatchState, Priority
+from bouncer_queue.storage.records import EmailRow, HealthMetric, RequestInfo, ResultRow
+from bouncer_queue.storage.repository import ClaimResult, Repository
+
+REQUEST = RequestInfo(request_id="req-1", user_id="user-1", priority=Priority.HIGH, delay_ms=250)
+
+
+def rows(count: int, start: int = 0) -> list[EmailRow]:
+    return [
+        EmailRow(email=f"User{i}@Example.com", name=f"User {i}", row_number=i + 1, extra={"city": f"c{i}"})
+        for i in range(start, start + count)
+    ]
+
+
+def chunked(items: Sequence[EmailRow], size: int) -> Iterator[Sequence[EmailRow]]:
+    for at in range(0, len(items), size):
+        yield items[at : at + size]
+
+
+def result(email: str, status: str = "deliverable", score: int = 90) -> ResultRow:
+    return ResultRow(email=email, status=status, reason="accepted_email", score=score, raw={"email": email})
+
+
+async def ingest(repo: Repository, count: int = 5, size: int = 2, request: RequestInfo = REQUEST) -> list[int]:
+    return await repo.ingest_request(request, chunked(rows(count), size))
+
+
+async def test_ingest_creates_one_pending_batch_per_chunk(repo: Repository) -> None:
+    batch_ids = await ingest(repo, count=5, size=2)
+
+    assert len(batch_ids) == 3
+    batches = [await repo.get_batch(b) for b in batch_ids]
+    assert [b.quantity for b in batches if b] == [2, 2, 1]
+    first = batches[0]
+    assert first is not None
+    assert (first.status, first.priority, first.request_id, first.user_id) == (
+        BatchState.PENDING,
+        Priority.HIGH,
+        "req-1",
+        "user-1",
+    )
+    assert first.created_at is not None and first.created_at.tzinfo is not None
+    emails = await repo.batch_emails(batch_ids[1])
+    assert [(e.email, e.name) for e in emails] == [("User2@Example.com", "User 2"), ("User3@Example.com", "User 3")]
+    progress = await repo.request_progress("req-1")
+    assert (progress.emails_total, progress.emails_by_state) == (5, {"batched": 5})
+    assert (progress.batches_total, progress.batches_by_state) == (3, {"pending": 3})
+    assert await repo.request_user("req-1") == "user-1"
+    assert await repo.request_user("nobody") is None
+
+
+async def test_ingest_accepts_an_async_iterable(repo: Repository) -> None:
+    async def source() -> AsyncIterator[Sequence[EmailRow]]:
+        for chunk in chunked(rows(3), 2):
+            yield chunk
+
+    assert len(await repo.ingest_request(REQUEST, source())) == 2
+
+
+async def test_ingest_rolls_back_everything_when_the_iterable_fails(repo: Repository) -> None:
+    def failing() -> Iterator[Sequence[EmailRow]]:
+        yield rows(2)
+        yield rows(2, start=2)
+        raise ValueError("broken CSV at row 5")
+
+    with pytest.raises(ValueError, match="broken CSV"):
+        await repo.ingest_request(REQUEST, failing())
+
+    progress = await repo.request_progress("req-1")
+    assert (progress.emails_total, progress.batches_total) == (0, 0)
+    assert await repo.oldest_pending_batch_created_at() is None
+
+
+async def test_batch_lifecycle_from_claim_to_download(repo: Repository) -> None:
+    [batch_id] = await ingest(repo, count=3, size=3)
+    assert await repo.oldest_pending_batch_created_at() is not None
+
+    assert await repo.try_claim_submission(batch_id, max_in_flight=1) == ClaimResult.CLAIMED
+    assert await repo.try_claim_submission(batch_id, max_in_flight=1) == ClaimResult.NOT_PENDING
+    assert await repo.in_flight_count() == 1
+    await repo.record_batch_submitted(batch_id, "bb-1", quantity=3, duplicates=0, status=BatchState.QUEUED)
+    await repo.record_batch_progress(batch_id, BatchState.PROCESSING, processed=2)
+    batch = await repo.get_batch(batch_id)
+    assert batch is not None
+    assert (batch.status, batch.processed, batch.attempts, batch.bouncer_batch_id) == ("processing", 2, 1, "bb-1")
+    assert batch.submitted_at is not None
+    assert (await repo.request_progress("req-1")).emails_by_state == {"submitted": 3}
+
+    await repo.record_batch_completed(batch_id, credits_used=3)
+    totals = await repo.store_results(batch_id, [result("user0@example.com"), result("USER1@EXAMPLE.COM", "risky")])
+
+    assert (totals.stored, totals.emails_completed, totals.emails_missing) == (2, 2, 1)
+    batch = await repo.get_batch(batch_id)
+    assert batch is not None
+    assert (batch.status, batch.credits_used) == (BatchState.DOWNLOADED, 3)
+    assert batch.downloaded_at is not None and batch.completed_at is not None
+    progress = await repo.request_progress("req-1")
+    assert progress.emails_by_state == {"completed": 2, "failed": 1}
+    assert progress.done
+    assert await repo.in_flight_count() == 0
+    # A late poll must not resurrect a finished batch.
+    await repo.record_batch_progress(batch_id, BatchState.PROCESSING, processed=1)
+    assert (await repo.get_batch(batch_id)).status == BatchState.DOWNLOADED  # type: ignore[union-attr]
+
+
+async def test_claims_stop_at_max_in_flight_and_release_frees_a_slot(repo: Repository) -> None:
+    first, second, third = await ingest(repo, count=3, size=1)
+
+    assert await repo.try_claim_submission(first, 2) == ClaimResult.CLAIMED
+    assert await repo.try_claim_submission(second, 2) == ClaimResult.CLAIMED
+    assert await repo.try_claim_submission(third, 2) == ClaimResult.FULL
+    assert await repo.try_claim_submission(999_999, 2) == ClaimResult.NOT_PENDING
+
+    await repo.release_submission(first, "connection reset before the request was sent")
+    released = await repo.get_batch(first)
+    assert released is not None
+    assert (released.status, released.last_error) == (
+        BatchState.PENDING,
+        "connection reset before the request was sent",
+    )
+    assert await repo.try_claim_submission(third, 2) == ClaimResult.CLAIMED
+    assert {b.id for b in await repo.batches_in_states([BatchState.SUBMITTING])} == {second, third}
+
+
+async def test_store_results_is_idempotent(repo: Repository) -> None:
+    [batch_id] = await ingest(repo, count=4, size=4)
+    results = [result(f"user{i}@example.com", score=50 + i) for i in range(3)]
+
+    first = await repo.store_results(batch_id, results)
+    exported_once = [row async for row in repo.iter_export("req-1")]
+    second = await repo.store_results(batch_id, results)
+    exported_twice = [row async for row in repo.iter_export("req-1")]
+
+    assert first == second
+    assert (first.stored, first.emails_completed, first.emails_missing) == (3, 3, 1)
+    assert exported_once == exported_twice
+    assert len(exported_twice) == 4
+
+    changed = await repo.store_results(batch_id, [result("user0@example.com", "undeliverable", 0)])
+    assert changed.emails_completed == 3
+    export = [row async for row in repo.iter_export("req-1", statuses={"undeliverable"})]
+    assert [(r.email, r.score) for r in export] == [("User0@Example.com", 0)]
+
+
+async def test_export_streams_rows_in_order_joined_with_results_and_filtered(repo: Repository) -> None:
+    batch_ids = await ingest(repo, count=7, size=3)
+    await ingest(repo, count=2, size=2, request=RequestInfo(request_id="other", user_id="u2"))
+    await repo.store_results(batch_ids[0], [result("user0@example.com"), result("user2@example.com", "risky")])
+    await repo.store_results(batch_ids[2], [result("user6@example.com", "undeliverable")])
+
+    everything = [row async for row in repo.iter_export("req-1")]
+    assert [r.row_number for r in everything] == list(range(1, 8))
+    assert [r.status for r in everything] == ["deliverable", None, "risky", None, None, None, "undeliverable"]
+    assert everything[0].extra == {"city": "c0"}
+    assert everything[0].raw == {"email": "user0@example.com"}
+    assert [r.state for r in everything[:3]] == ["completed", "failed", "completed"]
+
+    good = [row.email async for row in repo.iter_export("req-1", statuses=["deliverable", "risky"])]
+    assert good == ["User0@Example.com", "User2@Example.com"]
+    assert [row async for row in repo.iter_export("req-1", statuses=[])] == []
+
+
+async def test_failed_and_dead_batches_can_be_reset_for_retry(repo: Repository) -> None:
+    first, second = await ingest(repo, count=4, size=2)
+    await repo.try_claim_submission(first, 5)
+    await repo.record_batch_submitted(first, "bb-9", 2, 0, BatchState.QUEUED)
+    await repo.mark_batch_failed(first, "Bouncer said failed")
+    await repo.mark_batch_dead(second, "InsufficientCredits", "no credits left")
+
+    dead = await repo.get_batch(second)
+    assert dead is not None
+    assert (dead.status, dead.last_error) == (BatchState.DEAD, "InsufficientCredits: no credits left")
+    assert (await repo.request_progress("req-1")).emails_by_state == {"submitted": 2, "dead": 2}
+
+    await repo.reset_batch_for_retry(first)
+    await repo.reset_batch_for_retry(second)
+    retried = await repo.get_batch(first)
+    assert retried is not None
+    assert (retried.status, retried.retries, retried.bouncer_batch_id) == (BatchState.PENDING, 1, None)
+    assert (await repo.request_progress("req-1")).emails_by_state == {"batched": 4}
+    # Resetting a batch that is not failed or dead does nothing.
+    await repo.reset_batch_for_retry(first)
+    assert (await repo.get_batch(first)).retries == 1  # type: ignore[union-attr]
+
+
+async def test_dead_letters_are_listed_until_replayed(repo: Repository) -> None:
+    first = await repo.add_dead_letter("batch-download", "download", {"batch_id": 7}, "ServerError", "500", 5, 7, "r")
+    second = await repo.add_dead_letter("cleanup-tasks", "cleanup", {}, "RuntimeError", "boom", 1)
+
+    assert [d.id for d in await repo.list_dead_letters()] == [second, first]
+    letter = await repo.get_dead_letter(first)
+    assert letter is not None
+    assert (letter.payload, letter.batch_id, letter.request_id, letter.attempts) == ({"batch_id": 7}, 7, "r", 5)
+    await repo.mark_dead_letter_replayed(first)
+    assert [d.id for d in await repo.list_dead_letters()] == [second]
+    replayed = await repo.get_dead_letter(first)
+    assert replayed is not None and replayed.replayed_at is not None
+    assert len(await repo.list_dead_letters(include_replayed=True, limit=1)) == 1
+    assert await repo.get_dead_letter(123_456) is None
+
+
+async def test_health_metrics_are_recorded_listed_and_pruned(repo: Repository) -> None:
+    old = datetime.now(UTC) - timedelta(days=10)
+    await repo.record_health_metric(HealthMetric(status="healthy", snapshot={"a": 1}, recorded_at=old), {})
+    newest = await repo.record_health_metric(
+        HealthMetric(status="degraded", snapshot={"backlog": 2000}, alerts=("backlog",)),
+        {"backlog": 2000, "memory_mb": 12.5, "credits_left": None},
+    )
+
+    recent = await repo.recent_health_metrics()
+    assert (recent[0].id, recent[0].status, recent[0].alerts) == (newest, "degraded", ("backlog",))
+    assert recent[0].snapshot == {"backlog": 2000}
+    assert await repo.prune_health_metrics(datetime.now(UTC) - timedelta(days=7)) == 1
+    assert len(await repo.recent_health_metrics()) == 1
+    with pytest.raises(ValueError, match="unknown health metric"):
+        await repo.record_health_metric(HealthMetric(status="healthy", snapshot={}), {"nope": 1.0})
+
+
+async def test_ping_measures_latency(repo: Repository) -> None:
+    assert await repo.ping() >= 0
