@@ -1,0 +1,123 @@
+"""QueueAdmin: the operator's view of the queues (counts, pause/resume, retry/clean failed) and the job schedulers.
+
+What the seed's queue manager offered (getQueueStats, pauseQueue, retryFailedJobs, cleanFailedJobs), on bullmq's
+Queue API, with plain snake_case results. bullmq keeps prioritized jobs out of "waiting"; here "waiting" counts
+both, since every job of ours has a priority.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bullmq import Queue
+
+from bouncer_queue.domain import Priority
+from bouncer_queue.queueing.connection import Connection, as_bullmq_connection
+from bouncer_queue.queueing.names import (
+    ALL_QUEUES,
+    CLEANUP_RATE_LIMITS,
+    CLEANUP_TASKS,
+    HEALTH_CHECK,
+    WORK_QUEUES,
+    check_queue_name,
+)
+
+#: The states `counts()` reports for every queue.
+STATES = ("waiting", "active", "completed", "failed", "delayed", "paused")
+_BULLMQ_STATES = ("wait", "prioritized", "active", "completed", "failed", "delayed")
+#: bullmq's prioritized zset score is priority * 2**32 + an insertion counter (addPrioritizedJob Lua script).
+_PRIORITY_SCORE_STEP = 2**32
+
+
+class QueueAdmin:
+    """Operations on all our queues under `prefix`. Queues open on first use; close with `close()`."""
+
+    def __init__(self, connection: Connection, prefix: str) -> None:
+        self._connection = as_bullmq_connection(connection)
+        self._prefix = prefix
+        self._queues: dict[str, Queue] = {}
+
+    def _queue(self, name: str) -> Queue:
+        queue = self._queues.get(check_queue_name(name))
+        if queue is None:
+            queue = Queue(name, {"connection": dict(self._connection), "prefix": self._prefix})
+            self._queues[name] = queue
+        return queue
+
+    async def queue_counts(self, queue: str) -> dict[str, int]:
+        """Job counts of one queue by state (see STATES). "paused" is the waiting jobs held by a paused queue."""
+        bull_queue = self._queue(queue)
+        raw = await bull_queue.getJobCounts(*_BULLMQ_STATES)
+        counts = {state: int(raw.get(state, 0)) for state in ("active", "completed", "failed", "delayed")}
+        counts["waiting"] = int(raw.get("wait", 0)) + int(raw.get("prioritized", 0))
+        counts["paused"] = counts["waiting"] if await bull_queue.isPaused() else 0
+        return {state: counts[state] for state in STATES}
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """Job counts of every queue (the dead-letter queue included), by queue name then state."""
+        return {queue: await self.queue_counts(queue) for queue in ALL_QUEUES}
+
+    async def pause(self, queue: str) -> None:
+        """Stop workers everywhere from taking new jobs from `queue`; running jobs finish."""
+        await self._queue(queue).pause()
+
+    async def resume(self, queue: str) -> None:
+        await self._queue(queue).resume()
+
+    async def is_paused(self, queue: str) -> bool:
+        return bool(await self._queue(queue).isPaused())
+
+    async def retry_failed(self, queue: str) -> int:
+        """Move every failed job of `queue` back to waiting; return how many there were."""
+        bull_queue = self._queue(queue)
+        failed = int((await bull_queue.getJobCounts("failed")).get("failed", 0))
+        if failed:
+            await bull_queue.retryJobs({"state": "failed"})
+        return failed
+
+    async def clean_failed(self, queue: str, hours: float) -> int:
+        """Delete failed jobs of `queue` that failed more than `hours` ago; return how many."""
+        grace_ms = max(0, int(hours * 3_600_000))
+        removed = await self._queue(queue).clean(grace_ms, 0, "failed")  # limit 0: no limit
+        return len(removed or [])
+
+    async def oldest_waiting_age_seconds(self) -> float | None:
+        """How long the oldest job ready to run on a work queue has waited; None when none waits."""
+        now_ms = time.time() * 1000
+        ready_since = [ms for queue in WORK_QUEUES for ms in await self._ready_since_ms(self._queue(queue))]
+        return max(0.0, (now_ms - min(ready_since)) / 1000) if ready_since else None
+
+    async def _ready_since_ms(self, queue: Queue) -> list[float]:
+        # Only the head of each list/priority band can be the oldest, so this reads a handful of keys, not all jobs.
+        client = queue.client
+        candidates: list[str] = []
+        tail = await client.lindex(queue.keys["wait"], -1)  # LPUSHed: the oldest is last
+        if tail:
+            candidates.append(tail)
+        for priority in Priority:
+            low = int(priority) * _PRIORITY_SCORE_STEP
+            candidates += await client.zrangebyscore(
+                queue.keys["prioritized"], low, low + _PRIORITY_SCORE_STEP - 1, start=0, num=1
+            )
+        return [ms for job_id in candidates if (ms := await self._job_ready_since_ms(queue, job_id)) is not None]
+
+    @staticmethod
+    async def _job_ready_since_ms(queue: Queue, job_id: str) -> float | None:
+        timestamp, delay = await queue.client.hmget(queue.toKey(job_id), ["timestamp", "delay"])
+        if timestamp is None:
+            return None  # removed between the two reads
+        return float(timestamp) + float(delay or 0)
+
+    async def upsert_schedulers(self, health_every_ms: int, cleanup_every_ms: int) -> None:
+        """Create or update the repeating health-check and cleanup-rate-limits jobs on cleanup-tasks (idempotent)."""
+        queue = self._queue(CLEANUP_TASKS)
+        for job_name, every_ms in ((HEALTH_CHECK, health_every_ms), (CLEANUP_RATE_LIMITS, cleanup_every_ms)):
+            opts: dict[str, Any] = {"priority": int(Priority.LOW), "removeOnComplete": 100, "removeOnFail": 100}
+            await queue.upsertJobScheduler(job_name, {"every": int(every_ms)}, job_name, {}, opts)
+
+    async def close(self) -> None:
+        """Close every queue opened so far. Safe to call twice."""
+        queues, self._queues = self._queues, {}
+        for queue in queues.values():
+            await queue.close()

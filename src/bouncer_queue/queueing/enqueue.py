@@ -1,0 +1,102 @@
+"""BullmqEnqueuer: the pipeline's `Enqueuer` port on bullmq queues; JobSpec in, camelCase job options out.
+
+Every job gets a priority (bullmq runs an unprioritized job before all prioritized ones, pitfall 6), the retry policy
+(attempts + exponential backoff) and removeOnComplete/removeOnFail counts. A JobSpec's `job_id` becomes bullmq's
+`jobId`, which makes adding idempotent: a second add with the same id is a no-op. Queues open on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from bullmq import Queue
+
+from bouncer_queue.pipeline.ports import JobSpec
+from bouncer_queue.queueing.connection import Connection, as_bullmq_connection
+from bouncer_queue.queueing.names import check_queue_name
+
+logger = logging.getLogger(__name__)
+
+
+class BullmqEnqueuer:
+    """Puts jobs on bullmq queues under `prefix`. Close with `close()`."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        prefix: str,
+        *,
+        attempts: int,
+        backoff_ms: int,
+        keep_completed: int,
+        keep_failed: int,
+    ) -> None:
+        self._connection = as_bullmq_connection(connection)
+        self._prefix = prefix
+        self._attempts = attempts
+        self._backoff_ms = backoff_ms
+        self._keep_completed = keep_completed
+        self._keep_failed = keep_failed
+        self._queues: dict[str, Queue] = {}
+
+    def job_options(self, spec: JobSpec) -> dict[str, Any]:
+        """bullmq options for one spec; `spec.extra` (already camelCase, e.g. {"attempts": 1}) wins."""
+        options: dict[str, Any] = {
+            "priority": int(spec.priority),
+            "attempts": self._attempts,
+            "backoff": {"type": "exponential", "delay": self._backoff_ms},
+            "removeOnComplete": self._keep_completed,
+            "removeOnFail": self._keep_failed,
+        }
+        if spec.delay_ms > 0:
+            options["delay"] = spec.delay_ms
+        if spec.job_id is not None:
+            options["jobId"] = spec.job_id
+        options.update(spec.extra)
+        return options
+
+    def _queue(self, name: str) -> Queue:
+        queue = self._queues.get(check_queue_name(name))
+        if queue is None:
+            queue = Queue(name, {"connection": dict(self._connection), "prefix": self._prefix})
+            self._queues[name] = queue
+        return queue
+
+    async def enqueue(self, spec: JobSpec) -> str:
+        """Add one job; return its id (the existing job's id when `job_id` was already used)."""
+        job = await self._queue(spec.queue).add(spec.name, dict(spec.data), self.job_options(spec))
+        logger.debug("job enqueued", extra={"action": "job_enqueued", "queue": spec.queue, "job": spec.name})
+        return str(job.id)
+
+    async def enqueue_many(self, specs: Sequence[JobSpec]) -> list[str]:
+        """Add several jobs, one addBulk round trip per queue; ids come back in the order of `specs`."""
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for index, spec in enumerate(specs):
+            by_queue[spec.queue].append(index)
+        ids: list[str] = [""] * len(specs)
+        for queue_name, indexes in by_queue.items():
+            bulk = [
+                {"name": specs[i].name, "data": dict(specs[i].data), "opts": self.job_options(specs[i])}
+                for i in indexes
+            ]
+            jobs = await self._queue(queue_name).addBulk(bulk)
+            for index, job in zip(indexes, jobs, strict=True):
+                ids[index] = str(job.id)
+        return ids
+
+    async def promote_delayed(self, queue: str) -> int:
+        """Move the queue's delayed jobs to waiting now; return how many were delayed just before."""
+        bull_queue = self._queue(queue)
+        delayed = int(await bull_queue.getDelayedCount())
+        if delayed:
+            await bull_queue.promoteJobs()
+        return delayed
+
+    async def close(self) -> None:
+        """Close every queue opened so far. Safe to call twice."""
+        queues, self._queues = self._queues, {}
+        for queue in queues.values():
+            await queue.close()
