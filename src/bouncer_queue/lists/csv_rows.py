@@ -1,0 +1,138 @@
+"""CSV (and TSV) lists: delimiter sniffing, the header row, the email column, and rows streamed one by one.
+
+The header is required. The email column is the one named by `--column`, else the first header that is a
+known email name, else the column whose first rows hold addresses. Every other column is kept in `extra`
+so an export can give the user back their own columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from bouncer_queue.errors import InputError
+from bouncer_queue.lists import columns as cols
+from bouncer_queue.lists.decoding import bounded_lines
+from bouncer_queue.lists.rows import SkippedRow, make_row
+from bouncer_queue.storage.records import EmailRow
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
+
+DELIMITERS = ",;\t|"
+# Rows looked at to find the email column by content; they are replayed afterwards, not lost.
+_DETECTION_ROWS = 50
+# A legitimate multi-line cell (an address, a note) is a few lines; hundreds mean an unbalanced quote.
+_MAX_RECORD_LINES = 100
+
+Record = tuple[int, list[str]]
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """The candidate delimiter seen most often outside quotes in the header line; a comma if none is."""
+    unquoted = re.sub(r'"[^"]*"', "", header_line)
+    counts = {d: unquoted.count(d) for d in DELIMITERS}
+    best = max(counts, key=counts.__getitem__)  # max keeps the first of equals, so ties go to ","
+    return best if counts[best] else ","
+
+
+@dataclass(frozen=True)
+class _Layout:
+    headers: tuple[str, ...]
+    email: int
+    names: cols.NameColumns
+
+    def to_row(self, line: int, cells: Sequence[str]) -> EmailRow | SkippedRow:
+        if self.email >= len(cells):
+            return SkippedRow(line, f"row has {len(cells)} fields, the header {len(self.headers)}: no email cell")
+        extra = {h: cells[p] for p, h in enumerate(self.headers) if p < len(cells) and p not in self._taken}
+        # Cells past the header's width are kept under positional names rather than dropped.
+        extra.update({f"column_{p + 1}": cells[p] for p in range(len(self.headers), len(cells))})
+        return make_row(line, cells[self.email], self.names.pick(cells), extra)
+
+    @property
+    def _taken(self) -> set[int]:
+        return {self.email} if self.names.full is None else {self.email, self.names.full}
+
+
+def iter_csv(
+    text: TextIO,
+    path: Path,
+    *,
+    column: str | None = None,
+    delimiter: str | None = None,
+    on_column: Callable[[str], None] | None = None,
+) -> Iterator[EmailRow | SkippedRow]:
+    """Rows of a CSV list, lazily. InputError for a missing header or email column and for broken quoting."""
+    lines = bounded_lines(text, path)
+    first = next(lines, None)
+    if first is None:
+        raise InputError(f"{path}: the file is empty; a header row is expected")
+    reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter or sniff_delimiter(first))
+    records = _records(reader, path)
+    header = next(records, None)
+    if header is None:
+        raise InputError(f"{path}: the file is empty; a header row is expected")
+    layout, replay = _layout(path, header, records, column)
+    if on_column is not None:
+        on_column(layout.headers[layout.email])
+    for line, cells in itertools.chain(replay, records):
+        _check_email_cell(path, line, cells, layout.email)
+        yield layout.to_row(line, cells)
+
+
+def _layout(path: Path, header: Record, records: Iterator[Record], column: str | None) -> tuple[_Layout, list[Record]]:
+    line, cells = header
+    if len(cells) == 1 and column is None and cols.looks_like_address(cells[0]):
+        # A one-column file of bare addresses is a TXT list saved as .csv: read its first line as data.
+        return _Layout(("email",), 0, cols.NameColumns()), [header]
+    if any(cols.looks_like_address(cell) for cell in cells):
+        raise InputError(f"{path}: line {line} looks like data, not a header; add a header row naming the columns")
+    headers = cols.unique_headers(cells)
+    sample = list(itertools.islice(records, _DETECTION_ROWS))
+    email = _email_column(path, headers, sample, column)
+    return _Layout(headers, email, cols.find_name_columns(headers, email)), sample
+
+
+def _email_column(path: Path, headers: tuple[str, ...], sample: list[Record], column: str | None) -> int:
+    shown = ", ".join(repr(h) for h in headers)
+    if column is not None:
+        found = cols.find_named(headers, column)
+        if found is None:
+            raise InputError(f"{path}: no column {column!r}; the columns are {shown}")
+        return found
+    found = cols.find_by_alias(headers, cols.EMAIL_HEADERS)
+    if found is None:
+        found = cols.find_by_content(headers, [cells for _, cells in sample])
+    if found is None:
+        raise InputError(f"{path}: no email column found among {shown}; name it with --column")
+    return found
+
+
+def _records(reader: CsvReader, path: Path) -> Iterator[Record]:
+    """(first line, cells) per record; blank lines dropped; csv.Error and runaway quotes become InputError."""
+    start = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"{path}: line {start}: broken CSV ({exc}); check for an unbalanced quote") from None
+        end = reader.line_num
+        if end - start >= _MAX_RECORD_LINES:
+            raise InputError(f"{path}: line {start}: a quoted cell runs over {end - start} lines; unbalanced quote?")
+        if cells:
+            yield start, cells
+        start = end + 1
+
+
+def _check_email_cell(path: Path, line: int, cells: Sequence[str], email: int) -> None:
+    # An address never spans lines; one that does swallowed the rows after an unbalanced quote.
+    if email < len(cells) and ("\n" in cells[email] or "\r" in cells[email]):
+        raise InputError(f"{path}: line {line}: the email cell spans several lines; check for an unbalanced quote")

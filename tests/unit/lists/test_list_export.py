@@ -1,0 +1,164 @@
+"""Writing exports: CSV columns and escaping, the JSON array, round trips through the reader."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bouncer_queue.lists import (
+    FLAG_COLUMNS,
+    RESULT_COLUMNS,
+    default_output_path,
+    escape_formula,
+    read_list,
+    summarize,
+    write_export,
+)
+from bouncer_queue.storage.records import ExportRow
+
+RAW: dict[str, Any] = {
+    "email": "ann@example.com",
+    "status": "deliverable",
+    "reason": "accepted_email",
+    "domain": {"name": "example.com", "acceptAll": "no", "disposable": "no", "free": "yes"},
+    "account": {"role": "no", "disabled": "no", "fullMailbox": "no"},
+    "provider": "google.com",
+    "score": 100,
+    "toxicity": 0,
+}
+
+
+def _row(email: str, extra: dict[str, str] | None = None, **overrides: Any) -> ExportRow:
+    fields: dict[str, Any] = {
+        "email": email,
+        "name": "Ann",
+        "row_number": 2,
+        "extra": extra,
+        "state": "completed",
+        "status": "deliverable",
+        "reason": "accepted_email",
+        "score": 100,
+        "raw": RAW,
+    }
+    return ExportRow(**(fields | overrides))
+
+
+async def _stream(rows: Iterable[ExportRow]) -> AsyncIterator[ExportRow]:
+    for row in rows:
+        yield row
+
+
+async def test_csv_columns_are_the_input_columns_then_the_verdict() -> None:
+    out = io.StringIO()
+    rows = [_row("ann@example.com", {"company": "Acme"}), _row("bob@example.com", {"city": "Rome", "company": "B"})]
+
+    assert await write_export(_stream(rows), out, "csv") == 2
+
+    table = list(csv.reader(io.StringIO(out.getvalue())))
+    assert table[0] == ["email", "name", "company", "city", *RESULT_COLUMNS]
+    verdict = ["deliverable", "accepted_email", "100", "no", "no", "yes", "no", "no", "no", "google.com", "0"]
+    assert table[1] == ["ann@example.com", "Ann", "Acme", "", *verdict, "completed"]
+    assert table[2][:4] == ["bob@example.com", "Ann", "B", "Rome"]
+
+
+async def test_csv_unverified_rows_have_empty_verdict_cells() -> None:
+    out = io.StringIO()
+    row = _row("x@example.com", name=None, state="failed", status=None, reason=None, score=None, raw=None)
+
+    await write_export(_stream([row]), out, "csv")
+
+    assert out.getvalue().splitlines()[1] == "x@example.com" + "," * (len(RESULT_COLUMNS) + 1) + "failed"
+
+
+async def test_csv_formula_cells_are_escaped() -> None:
+    out = io.StringIO()
+    extra = {"note": '=HYPERLINK("http://evil")', "a": "+1", "b": "-2", "c": "@SUM(A1)", "d": "safe=1"}
+
+    await write_export(_stream([_row("=cmd@example.com", extra, name="-Ann")]), out, "csv")
+
+    cells = next(iter(csv.DictReader(io.StringIO(out.getvalue()))))
+    assert cells["email"] == "'=cmd@example.com"
+    assert cells["name"] == "'-Ann"
+    assert [cells[k] for k in extra] == ['\'=HYPERLINK("http://evil")', "'+1", "'-2", "'@SUM(A1)", "safe=1"]
+    assert cells["score"] == "100"
+
+
+def test_escape_formula_leaves_plain_text_alone() -> None:
+    assert escape_formula("ann@example.com") == "ann@example.com"
+    assert escape_formula("\tcmd") == "'\tcmd"
+
+
+async def test_csv_extra_columns_can_be_named_and_late_ones_are_left_out() -> None:
+    out = io.StringIO()
+
+    await write_export(_stream([_row("a@example.com", {"x": "1", "y": "2"})]), out, "csv", extra_columns=["y"])
+
+    assert out.getvalue().splitlines()[0] == "email,name,y," + ",".join(RESULT_COLUMNS)
+
+
+async def test_csv_round_trip_through_the_reader(tmp_path: Path) -> None:
+    source = tmp_path / "list.csv"
+    source.write_text('email,name,company\nann@example.com,"Lee, Ann",Acme\nbob@example.org,Bob,"Zoë & Co"\n')
+    read = list(read_list(source))
+    rows = [
+        _row(r.email, dict(r.extra or {}), name=r.name, row_number=r.row_number, status=status)
+        for r, status in zip(read, ["deliverable", "undeliverable"], strict=True)
+    ]
+    target = default_output_path(source, "csv")
+    with target.open("w", encoding="utf-8", newline="") as out:
+        await write_export(_stream(rows), out, "csv")
+
+    again = list(read_list(target))
+
+    assert [(r.email, r.name) for r in again] == [(r.email, r.name) for r in read]
+    assert [(r.extra or {})["company"] for r in again] == ["Acme", "Zoë & Co"]
+    assert [(r.extra or {})["status"] for r in again] == ["deliverable", "undeliverable"]
+
+
+async def test_json_export_is_an_array_with_one_object_per_row() -> None:
+    out = io.StringIO()
+    rows = [_row("ann@example.com", {"company": "Acme"}), _row("=x@example.com", raw=None, status=None)]
+
+    assert await write_export(_stream(rows), out, "json") == 2
+
+    data = json.loads(out.getvalue())
+    assert [d["email"] for d in data] == ["ann@example.com", "=x@example.com"]  # JSON needs no formula escaping
+    assert data[0]["extra"] == {"company": "Acme"}
+    assert {flag: data[0][flag] for flag in FLAG_COLUMNS}["full_mailbox"] == "no"
+    assert data[0]["result"] == RAW
+    assert data[1]["result"] is None
+    assert len(out.getvalue().splitlines()) == 4  # "[", one line per row, "]": written incrementally
+
+
+async def test_json_export_of_nothing_is_an_empty_array() -> None:
+    out = io.StringIO()
+
+    assert await write_export(_stream([]), out, "json") == 0
+    assert json.loads(out.getvalue()) == []
+
+
+async def test_unknown_export_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown export format"):
+        await write_export(_stream([]), io.StringIO(), "xml")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "expected"),
+    [
+        ("list.csv", "csv", "list.verified.csv"),
+        ("list.json", "csv", "list.verified.csv"),
+        ("a.b.txt", "json", "a.b.verified.json"),
+    ],
+)
+def test_default_output_path(name: str, fmt: Any, expected: str) -> None:
+    assert default_output_path(Path("/data") / name, fmt) == Path("/data") / expected
+
+
+def test_summarize_counts_statuses_most_frequent_first() -> None:
+    assert summarize(["deliverable", None, "risky", "deliverable"]) == {"deliverable": 2, "unverified": 1, "risky": 1}
