@@ -1,0 +1,94 @@
+"""The `bouncer-queue` command line: one typer app; each command parses options, builds config, calls one function.
+
+Every option has an environment twin (shown in --help). Commands turn `VerifierError` into exit code 1.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bouncer_queue.interfaces import cli_jobs, cli_ops
+from bouncer_queue.interfaces.common import STATE
+from bouncer_queue.simulator.config import SimulatorConfig
+
+app = typer.Typer(no_args_is_help=True, help="Verify email lists through the Bouncer API.")
+
+_SIM = "BOUNCER_SIMULATOR_"
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Log at DEBUG level (also: DEBUG=bull*).")] = False,
+    json_logs: Annotated[bool | None, typer.Option("--json-logs/--text-logs", help="Log format.")] = None,
+) -> None:
+    """Verify email lists through the Bouncer API."""
+    STATE.debug = debug
+    STATE.json_logs = json_logs
+
+
+app.command()(cli_jobs.verify)
+app.command()(cli_jobs.submit)
+app.command()(cli_jobs.results)
+app.command()(cli_jobs.workers)
+app.command()(cli_ops.stats)
+app.command()(cli_ops.health)
+app.command()(cli_ops.pause)
+app.command()(cli_ops.resume)
+app.command("retry-failed")(cli_ops.retry_failed)
+app.command("clean-failed")(cli_ops.clean_failed)
+app.command()(cli_ops.recover)
+app.add_typer(cli_ops.dlq_app, name="dlq")
+app.add_typer(cli_ops.db_app, name="db")
+
+
+@app.command()
+def simulator(
+    host: Annotated[str, typer.Option(help="Interface to listen on.", envvar=f"{_SIM}HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", envvar=f"{_SIM}PORT")] = 8025,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key", help="Accepted API key (repeatable); none accepts any key.", envvar=f"{_SIM}API_KEYS"
+        ),
+    ] = None,
+    credits: Annotated[int, typer.Option(help="Starting credits per key.", envvar=f"{_SIM}CREDITS")] = 1_000_000,
+    speed: Annotated[float, typer.Option(help="Emails per second per batch.", envvar=f"{_SIM}SPEED")] = 40.0,
+    max_parallel: Annotated[int, typer.Option(help="Batches processed at once.", envvar=f"{_SIM}MAX_PARALLEL")] = 25,
+    batch_limit: Annotated[
+        int, typer.Option(help="Batch status/download/finish/delete calls per window.", envvar=f"{_SIM}BATCH_LIMIT")
+    ] = 200,
+    create_limit: Annotated[int, typer.Option(help="Batch creates per window.", envvar=f"{_SIM}CREATE_LIMIT")] = 60,
+    window_seconds: Annotated[
+        float, typer.Option(help="Rate-limit window in seconds.", envvar=f"{_SIM}WINDOW_SECONDS")
+    ] = 60.0,
+    fail_rate: Annotated[float, typer.Option(help="Probability of a 503 answer.", envvar=f"{_SIM}FAIL_RATE")] = 0.0,
+    seed: Annotated[
+        str, typer.Option(help="Seed of the result generator.", envvar=f"{_SIM}SEED")
+    ] = "bouncer-simulator",
+) -> None:
+    """Run a local Bouncer API simulator (same paths as https://api.usebouncer.com/v1.1)."""
+    from bouncer_queue.simulator.server import run  # heavy imports only for this command
+
+    try:
+        config = SimulatorConfig(
+            api_keys=tuple(api_key or ()),
+            credits=credits,
+            speed=speed,
+            max_parallel=max_parallel,
+            batch_limit=batch_limit,
+            create_limit=create_limit,
+            window_seconds=window_seconds,
+            fail_rate=fail_rate,
+            seed=seed,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"Bouncer simulator on http://{host}:{port}/v1.1", err=True)
+    run(host, port, config)
+
+
+def main() -> None:
+    """Entry point of the `bouncer-queue` script."""
+    app()

@@ -1,0 +1,237 @@
+"""The operations commands: stats, health, pause/resume/retry-failed/clean-failed, dead letters, db, recover."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from bouncer_queue.interfaces.common import console, load_settings, run, setup_logging
+from bouncer_queue.queueing.names import ALL_QUEUES, check_queue_name
+from bouncer_queue.service import QueueManager
+
+T = TypeVar("T")
+
+STATES = ("waiting", "active", "completed", "failed", "delayed", "paused")
+
+dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: jobs given up on.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.")
+
+
+def with_manager(call: Callable[[QueueManager], Awaitable[T]]) -> T:
+    """Open the system, run one service call, close it."""
+    settings = load_settings()
+    setup_logging(settings)
+
+    async def go() -> T:
+        async with QueueManager(settings) as manager:
+            return await call(manager)
+
+    return run(settings, go)
+
+
+def _queue(name: str) -> str:
+    try:
+        return check_queue_name(name)
+    except Exception as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def stats_table(counts: dict[str, dict[str, int]]) -> Table:
+    table = Table(title="queue statistics")
+    table.add_column("queue")
+    for state in STATES:
+        table.add_column(state, justify="right")
+    for queue in ALL_QUEUES:
+        row = counts.get(queue, {})
+        table.add_row(queue, *(str(row.get(s, 0)) for s in STATES))
+    return table
+
+
+def stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    watch: Annotated[float | None, typer.Option(help="Refresh every N seconds until Ctrl+C.")] = None,
+) -> None:
+    """Job counts of every queue (the seed's console.table of getQueueStats)."""
+    if watch is None:
+        counts = with_manager(lambda m: m.get_queue_stats())
+        if as_json:
+            typer.echo(json.dumps(counts, indent=2, sort_keys=True))
+        else:
+            console.print(stats_table(counts))
+        return
+
+    async def loop(manager: QueueManager) -> None:
+        with Live(stats_table(await manager.get_queue_stats()), console=console) as live:
+            while True:
+                await asyncio.sleep(watch)
+                live.update(stats_table(await manager.get_queue_stats()))
+
+    with_manager(loop)
+
+
+def _health_table(report: dict[str, object]) -> Table:
+    table = Table(title=f"health: {report['status']}")
+    table.add_column("check")
+    table.add_column("value")
+    snapshot = report.get("snapshot")
+    for key, value in snapshot.items() if isinstance(snapshot, dict) else []:
+        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+    return table
+
+
+def health(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    history: Annotated[bool, typer.Option("--history", help="Show the recorded health checks instead.")] = False,
+    limit: Annotated[int, typer.Option(help="How many history rows.")] = 20,
+) -> None:
+    """System health; exits 1 when unhealthy, so it can serve as a probe."""
+    if history:
+        rows = with_manager(lambda m: m.health_history(limit))
+        table = Table(title="recent health checks")
+        for column in ("recorded", "status", "alerts"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(str(row.recorded_at), row.status, ", ".join(row.alerts) or "-")
+        console.print(table)
+        return
+    report = with_manager(lambda m: m.get_health_status()).to_dict()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
+    else:
+        console.print(_health_table(report))
+        for problem in report.get("problems", []) or []:
+            console.print(f"[red]problem:[/red] {problem}")
+        for alert in report.get("alerts", []) or []:
+            console.print(f"[yellow]alert:[/yellow] {alert.get('message') if isinstance(alert, dict) else alert}")
+    if report["status"] == "unhealthy":
+        raise typer.Exit(1)
+
+
+def pause(queue: Annotated[str, typer.Argument(help="Queue name.")]) -> None:
+    """Pause a queue: workers stop taking its jobs."""
+    name = _queue(queue)
+    with_manager(lambda m: m.pause_queue(name))
+    console.print(f"paused {name}")
+
+
+def resume(queue: Annotated[str, typer.Argument(help="Queue name.")]) -> None:
+    """Resume a paused queue."""
+    name = _queue(queue)
+    with_manager(lambda m: m.resume_queue(name))
+    console.print(f"resumed {name}")
+
+
+def retry_failed(queue: Annotated[str, typer.Argument(help="Queue name.")]) -> None:
+    """Move a queue's failed jobs back to waiting."""
+    name = _queue(queue)
+    count = with_manager(lambda m: m.retry_failed_jobs(name))
+    console.print(f"{count} failed jobs of {name} retried")
+
+
+def clean_failed(
+    queue: Annotated[str, typer.Argument(help="Queue name.")],
+    hours: Annotated[float, typer.Option(help="Remove failed jobs older than this.", min=0)] = 24,
+) -> None:
+    """Remove a queue's failed jobs older than --hours."""
+    name = _queue(queue)
+    count = with_manager(lambda m: m.clean_failed_jobs(name, hours))
+    console.print(f"{count} failed jobs of {name} removed")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    all_: Annotated[bool, typer.Option("--all", help="Include replayed letters.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List dead letters."""
+    letters = with_manager(lambda m: m.dead_letters(include_replayed=all_))
+    if as_json:
+        rows = [
+            {
+                "id": d.id,
+                "queue": d.queue,
+                "job": d.job_name,
+                "error_class": d.error_class,
+                "message": d.message,
+                "attempts": d.attempts,
+                "batch_id": d.batch_id,
+                "request_id": d.request_id,
+                "created_at": str(d.created_at),
+                "replayed_at": str(d.replayed_at) if d.replayed_at else None,
+            }
+            for d in letters
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="dead letters")
+    for column in ("id", "queue", "job", "batch", "error", "message", "attempts", "created", "replayed"):
+        table.add_column(column)
+    for d in letters:
+        table.add_row(
+            str(d.id),
+            d.queue,
+            d.job_name,
+            str(d.batch_id or "-"),
+            d.error_class,
+            d.message[:80],
+            str(d.attempts),
+            str(d.created_at),
+            str(d.replayed_at or "-"),
+        )
+    console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    letter_id: Annotated[int | None, typer.Argument(help="The dead letter's id.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter not yet replayed.")] = False,
+) -> None:
+    """Put dead-lettered work back in the pipeline (a batch is submitted again, and paid again)."""
+    if (letter_id is None) == (not all_):
+        raise typer.BadParameter("give a dead letter id, or --all")
+    if all_:
+        count = with_manager(lambda m: m.replay_all_dead_letters())
+        console.print(f"{count} dead letters replayed")
+        return
+    assert letter_id is not None
+    replayed = with_manager(lambda m: m.replay_dead_letter(letter_id))
+    if not replayed:
+        console.print(f"[red]dead letter {letter_id} does not exist or was already replayed[/red]")
+        raise typer.Exit(1)
+    console.print(f"dead letter {letter_id} replayed")
+
+
+def recover() -> None:
+    """Rebuild missing jobs from the database (after Redis lost its data). Safe to run at any time."""
+    count = with_manager(lambda m: m.recover())
+    console.print(f"{count} jobs offered to the queues (existing ones are kept as they are)")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply the schema migrations to DATABASE_URL (or the embedded SQLite file)."""
+    from bouncer_queue.storage import migrate
+
+    settings = load_settings()
+    setup_logging(settings)
+    url = settings.effective_database_url()
+    run(settings, lambda: migrate.upgrade(url, revision))
+    console.print(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]) -> None:
+    """Revert the schema to an earlier revision ('base' drops every table)."""
+    from bouncer_queue.storage import migrate
+
+    settings = load_settings()
+    setup_logging(settings)
+    url = settings.effective_database_url()
+    run(settings, lambda: migrate.downgrade(url, revision))
+    console.print(f"database at {revision}")

@@ -1,0 +1,66 @@
+"""What every CLI command shares: building Settings, logging, running a coroutine, and turning errors into
+clear messages with exit code 1 (never a traceback with a secret in it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from bouncer_queue.config import Settings
+from bouncer_queue.errors import VerifierError
+from bouncer_queue.ops.logs import configure_logging, level_from_env
+from bouncer_queue.ops.redact import Redactor
+
+T = TypeVar("T")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class CliState:
+    """Options of the root command, read by the subcommands."""
+
+    debug: bool = False
+    json_logs: bool | None = None
+
+
+STATE = CliState()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; an invalid value exits with the variable's name and the reason."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
+        err_console.print("[red]invalid configuration:[/red]\n" + "\n".join(lines))
+        raise typer.Exit(2) from None
+    return settings
+
+
+def setup_logging(settings: Settings) -> Redactor:
+    level = "DEBUG" if STATE.debug else level_from_env(settings.log_level)
+    json = settings.log_json if STATE.json_logs is None else STATE.json_logs
+    return configure_logging(level, json=json, secrets=settings.secrets())
+
+
+def run(settings: Settings, make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine; a VerifierError becomes a one-line message and exit code 1."""
+    redactor = Redactor(settings.secrets())
+    try:
+        return asyncio.run(_call(make))
+    except VerifierError as exc:
+        err_console.print(f"[red]error:[/red] {redactor.redact(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted; work in progress stays queued and resumes with the workers[/yellow]")
+        raise typer.Exit(130) from None
+
+
+async def _call(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()

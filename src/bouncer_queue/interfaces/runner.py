@@ -1,0 +1,197 @@
+"""What the long-running commands do, apart from parsing: run workers, submit a list, wait, export, verify.
+
+`verify` is the main job in one command: it starts whatever is missing (the embedded Valkey and SQLite come
+from open_runtime; the simulator when no API key is set), runs the workers in this process, submits the list,
+shows progress, writes the results beside the input and prints a summary. The typer commands in cli.py stay
+thin and call these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import SecretStr
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bouncer_queue.config import Settings
+from bouncer_queue.domain import Priority
+from bouncer_queue.lists import default_output_path, read_list, write_export
+from bouncer_queue.pipeline.ingest import AddResult
+from bouncer_queue.queueing.signals import on_stop
+from bouncer_queue.service import QueueManager
+from bouncer_queue.storage.records import RequestProgress
+from bouncer_queue.workers import run_workers
+
+log = logging.getLogger(__name__)
+
+#: Poll interval used against the local simulator, which finishes batches in seconds, not minutes.
+SIMULATOR_POLL_SECONDS = 1.0
+
+
+@dataclass
+class SubmitOptions:
+    """What `submit` and `verify` take besides the file."""
+
+    user_id: str = "cli"
+    request_id: str | None = None
+    priority: Priority = Priority.NORMAL
+    delay_ms: int = 0
+    column: str | None = None
+    max_rows: int | None = None
+    encoding: str | None = None
+
+
+@dataclass
+class Submitted:
+    """A submitted list: the request, and what the reader skipped."""
+
+    result: AddResult
+    skipped: int
+    skipped_examples: list[str] = field(default_factory=list)
+
+
+async def submit_file(manager: QueueManager, path: Path, options: SubmitOptions) -> Submitted:
+    """Read a list file as a stream and add it to the queues."""
+    reader = read_list(path, column=options.column, max_rows=options.max_rows, encoding=options.encoding)
+    result = await manager.add_emails_to_queue(
+        reader, options.user_id, options.request_id, priority=options.priority, delay=options.delay_ms
+    )
+    examples = [f"row {s.row_number}: {s.reason}" for s in reader.skipped[:5]]
+    return Submitted(result, reader.skipped_total, examples)
+
+
+async def wait_for_request(
+    manager: QueueManager, request_id: str, console: Console, *, interval: float = 0.5
+) -> RequestProgress:
+    """Show a progress bar until every address of the request has an outcome."""
+    progress_bar = Progress(
+        TextColumn("[bold]verifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress_bar:
+        task = progress_bar.add_task("verify", total=None, detail="")
+        while True:
+            progress = await manager.request_progress(request_id)
+            done = sum(progress.emails_by_state.get(s, 0) for s in ("completed", "failed", "dead"))
+            batches = ", ".join(f"{n} {s}" for s, n in sorted(progress.batches_by_state.items()))
+            progress_bar.update(task, total=progress.emails_total, completed=done, detail=f"batches: {batches}")
+            if progress.done:
+                return progress
+            await asyncio.sleep(interval)
+
+
+async def export_results(
+    manager: QueueManager, request_id: str, out_path: Path | None, fmt: str, statuses: set[str] | None
+) -> tuple[int, Counter[str]]:
+    """Write a request's rows joined with their results; returns the row count and counts by status."""
+    counts: Counter[str] = Counter()
+
+    async def counted() -> AsyncIterator[object]:
+        async for row in manager.export(request_id, statuses):
+            counts[row.status or row.state] += 1
+            yield row
+
+    if out_path is None:
+        import sys
+
+        written = await write_export(counted(), sys.stdout, fmt)  # type: ignore[arg-type]
+        return written, counts
+    tmp = out_path.with_name(out_path.name + ".part")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        written = await write_export(counted(), handle, fmt)  # type: ignore[arg-type]
+    tmp.replace(out_path)  # nothing half-written: the file appears whole or not at all
+    return written, counts
+
+
+@asynccontextmanager
+async def running_workers(manager: QueueManager) -> AsyncIterator[asyncio.Event]:
+    """Workers in a background task of this process; stopped (gracefully) on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(manager, stop), name="workers")
+    try:
+        yield stop
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def serve_workers(settings: Settings, banner: Callable[[], None]) -> None:
+    """`bouncer-queue workers`: run until SIGINT/SIGTERM (a second one forces)."""
+    stop = asyncio.Event()
+    async with QueueManager(settings) as manager:
+        banner()
+        with on_stop(stop.set):
+            await run_workers(manager, stop)
+
+
+@contextmanager
+def simulator_if_no_key(settings: Settings, console: Console) -> Iterator[Settings]:
+    """With no API key configured, start the local simulator and point the settings at it."""
+    if settings.api_key() is not None:
+        yield settings
+        return
+    from bouncer_queue.simulator import SimulatorConfig, SimulatorServer
+
+    config = SimulatorConfig(speed=5_000.0, api_keys=("simulator-demo-key",))
+    with SimulatorServer(config) as server:
+        console.print(
+            "[yellow]BOUNCER_API_KEY is not set: verifying against the local Bouncer simulator at "
+            f"{server.base_url}. Results are simulated; no credits are spent.[/yellow]"
+        )
+        yield settings.model_copy(
+            update={
+                "bouncer_api_base_url": server.base_url,
+                "bouncer_api_key": SecretStr("simulator-demo-key"),
+                "bouncer_api_key_file": None,
+                "poll_interval_seconds": min(settings.poll_interval_seconds, SIMULATOR_POLL_SECONDS),
+            }
+        )
+
+
+@dataclass
+class VerifyOutcome:
+    """What `verify` did, for its summary."""
+
+    request_id: str
+    total: int
+    skipped: int
+    output: Path
+    by_status: Counter[str]
+
+
+async def verify_file(
+    settings: Settings, path: Path, options: SubmitOptions, console: Console, output: Path | None = None
+) -> VerifyOutcome:
+    """The main job: workers in-process, submit, wait with a progress bar, export beside the input."""
+    out_path = output or default_output_path(path, "csv")
+    async with QueueManager(settings) as manager, running_workers(manager) as stop:
+        with on_stop(stop.set):
+            submitted = await submit_file(manager, path, options)
+            request_id = submitted.result.request_id
+            console.print(
+                f"request [bold]{request_id}[/bold]: {submitted.result.total_emails} addresses in "
+                f"{submitted.result.batch_count} batches ({submitted.skipped} rows skipped)"
+            )
+            waiter = asyncio.create_task(wait_for_request(manager, request_id, console))
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not waiter.done():
+                waiter.cancel()
+                raise KeyboardInterrupt
+        _, counts = await export_results(manager, request_id, out_path, "csv", None)
+    return VerifyOutcome(request_id, submitted.result.total_emails, submitted.skipped, out_path, counts)

@@ -1,0 +1,87 @@
+"""What every pipeline stage receives: its collaborators and the policy numbers, passed in, never imported.
+
+The stages only see narrow interfaces: the repository (the ledger), the Bouncer client, the shared rate
+limiter, an Enqueuer and a CreditsGate. `bootstrap.py` builds the real ones; tests may hand in others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bouncer_queue.bouncer import BouncerClient
+    from bouncer_queue.config import Settings
+    from bouncer_queue.pipeline.ports import Enqueuer
+    from bouncer_queue.storage.ratelimit import Decision
+    from bouncer_queue.storage.repository import Repository
+
+
+class Limiter(Protocol):
+    """The shared Bouncer budget (storage/ratelimit.py): answers go, or how long to wait."""
+
+    async def acquire(self, budgets: Sequence[str], endpoint: str) -> Decision: ...
+
+
+class CreditsGate(Protocol):
+    """Closed after a 402: no new batch is submitted until the health check sees credits again."""
+
+    async def is_closed(self) -> bool: ...
+
+    async def close(self, reason: str) -> None: ...
+
+    async def open(self) -> None: ...
+
+
+class StageObserver(Protocol):
+    """Receives stage outcomes for metrics; every method is optional to act on."""
+
+    def emails_verified(self, status: str, count: int) -> None: ...
+
+
+class _NoObserver:
+    def emails_verified(self, status: str, count: int) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The numbers the stages obey, taken from Settings once."""
+
+    max_in_flight: int = 15
+    poll_interval_ms: int = 15_000
+    max_batch_retries: int = 3
+    #: How long a create-batch job waits before looking again for a free batch slot. Freed slots also wake
+    #: the waiting jobs at once (download promotes them), so this is only the fallback.
+    slot_wait_ms: int = 10_000
+    #: How long a create-batch job waits while credits are exhausted before looking again.
+    credits_wait_ms: int = 60_000
+    #: How long to wait after Bouncer answered 429 (it sends no Retry-After header).
+    rate_limited_wait_ms: int = 5_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            max_in_flight=settings.max_concurrent_batches,
+            poll_interval_ms=int(settings.poll_interval_seconds * 1000),
+            max_batch_retries=settings.max_batch_retries,
+            slot_wait_ms=max(1_000, int(settings.poll_interval_seconds * 1000)),
+            credits_wait_ms=int(settings.health_check_interval_seconds * 1000),
+            rate_limited_wait_ms=max(1_000, int(settings.rate_limit_window_seconds * 1000 / 12)),
+        )
+
+
+@dataclass
+class StageContext:
+    """The collaborators of the stages."""
+
+    repo: Repository
+    bouncer: BouncerClient
+    limiter: Limiter
+    enqueuer: Enqueuer
+    credits_gate: CreditsGate
+    policy: Policy = field(default_factory=Policy)
+    observer: StageObserver = field(default_factory=_NoObserver)
+    clock: Callable[[], float] = time.time

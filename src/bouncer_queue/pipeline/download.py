@@ -1,0 +1,72 @@
+"""Stage 4, download and store: the download-batch-results job fetches a completed batch's results.
+
+Every result lands in Bouncer_Results, and the batch's addresses are marked completed (or failed, when Bouncer
+returned nothing for one) in the same transaction, so a crash leaves either all of it or none. Running the job
+twice stores the same rows (an upsert), so a redelivered job costs one download and no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from bouncer_queue.bouncer import BatchStateError, RateLimited, VerificationResult
+from bouncer_queue.domain import BatchState
+from bouncer_queue.pipeline import jobs
+from bouncer_queue.pipeline.context import StageContext
+from bouncer_queue.pipeline.outcomes import Defer
+from bouncer_queue.pipeline.submit import event, load_batch
+from bouncer_queue.storage.records import ResultRow
+
+log = logging.getLogger(__name__)
+
+
+def to_result_row(result: VerificationResult) -> ResultRow:
+    """Flatten Bouncer's result object into the columns of Bouncer_Results, keeping the whole object as raw."""
+    domain = result.domain
+    account = result.account
+    return ResultRow(
+        email=result.email,
+        status=result.status,
+        reason=result.reason,
+        score=result.score,
+        domain=domain.name if domain else None,
+        accept_all=domain.accept_all if domain else None,
+        disposable=domain.disposable if domain else None,
+        free=domain.free if domain else None,
+        role=account.role if account else None,
+        disabled=account.disabled if account else None,
+        full_mailbox=account.full_mailbox if account else None,
+        provider=result.provider,
+        toxic=result.toxic,
+        toxicity=result.toxicity,
+        raw=result.raw,
+    )
+
+
+async def download_batch_results(ctx: StageContext, data: Mapping[str, Any]) -> None:
+    batch = await load_batch(ctx, data)
+    if batch.status != BatchState.COMPLETED or batch.bouncer_batch_id is None:
+        return
+    decision = await ctx.limiter.acquire(["batch"], "batch_download")
+    if not decision.allowed:
+        raise Defer(decision.wait_ms, "rate limit")
+    try:
+        results = await ctx.bouncer.download(batch.bouncer_batch_id)
+    except RateLimited as exc:
+        raise Defer(ctx.policy.rate_limited_wait_ms, "Bouncer answered 429") from exc
+    except BatchStateError as exc:
+        raise Defer(ctx.policy.poll_interval_ms, "results not ready yet") from exc
+    totals = await ctx.repo.store_results(batch.id, [to_result_row(r) for r in results])
+    for status, count in Counter(r.status for r in results).items():
+        ctx.observer.emails_verified(status, count)
+    log.info(
+        "batch results stored: %d results, %d addresses without one",
+        totals.stored,
+        totals.emails_missing,
+        extra=event("batch_downloaded", batch, stored=totals.stored, missing=totals.emails_missing),
+    )
+    # The slot was freed when the batch completed; wake create-batch jobs that were waiting for one.
+    await ctx.enqueuer.promote_delayed(jobs.EMAIL_VERIFICATION)

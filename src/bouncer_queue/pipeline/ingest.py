@@ -1,0 +1,101 @@
+"""Stage 1, ingest: the seed's addEmailsToQueue.
+
+Stores every address of a request (Bouncer_Queue) and its batches (Bouncer_Batches) in one transaction, and
+only then enqueues one create-batch job per batch. Input is consumed as a stream, BATCH_SIZE rows at a time, so
+a list of a million addresses never sits whole in memory. If enqueueing fails after the commit (Redis down),
+nothing is lost: the batches are pending in the ledger and `recover` enqueues them again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bouncer_queue.domain import Priority
+from bouncer_queue.emails import normalize_email
+from bouncer_queue.errors import InputError
+from bouncer_queue.pipeline import jobs
+from bouncer_queue.storage.records import EmailRow, RequestInfo
+
+if TYPE_CHECKING:
+    from bouncer_queue.pipeline.ports import Enqueuer
+    from bouncer_queue.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+EmailInput = EmailRow | Mapping[str, object] | str
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What add_emails_to_queue did (the seed's totalEmails / batchCount)."""
+
+    request_id: str
+    total_emails: int
+    batch_count: int
+    batch_ids: tuple[int, ...]
+
+
+def _to_row(item: EmailInput, index: int) -> EmailRow:
+    if isinstance(item, EmailRow):
+        return item
+    if isinstance(item, str):
+        return EmailRow(email=normalize_email(item), row_number=index)
+    email = item.get("email")
+    if not isinstance(email, str) or not email.strip():
+        raise InputError(f"item {index} has no email: {dict(item)!r:.200}")
+    name = item.get("name")
+    return EmailRow(email=normalize_email(email), name=str(name) if name is not None else None, row_number=index)
+
+
+def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Iterator[list[EmailRow]]:
+    """Yield lists of at most `size` rows; counter[0] holds how many rows went by."""
+    chunk: list[EmailRow] = []
+    for index, item in enumerate(items, start=1):
+        chunk.append(_to_row(item, index))
+        counter[0] += 1
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def add_emails_to_queue(
+    repo: Repository,
+    enqueuer: Enqueuer,
+    emails: Iterable[EmailInput],
+    *,
+    user_id: str,
+    request_id: str | None = None,
+    priority: str | Priority = Priority.NORMAL,
+    delay_ms: int = 0,
+    batch_size: int = 10_000,
+) -> AddResult:
+    """Store a request's addresses, split them into batches, and enqueue one create-batch job per batch."""
+    if not user_id or not str(user_id).strip():
+        raise InputError("user_id is required")
+    if delay_ms < 0:
+        raise InputError("delay must be zero or more milliseconds")
+    try:
+        level = Priority.parse(priority)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    request = RequestInfo(
+        request_id=request_id or uuid.uuid4().hex, user_id=str(user_id), priority=level, delay_ms=delay_ms
+    )
+    counter = [0]
+    batch_ids = await repo.ingest_request(request, chunked(emails, batch_size, counter))
+    if not batch_ids:
+        raise InputError("the list holds no email addresses")
+    log.info(
+        "request stored: %d emails in %d batches",
+        counter[0],
+        len(batch_ids),
+        extra={"action": "request_stored", "request_id": request.request_id, "emails": counter[0]},
+    )
+    await enqueuer.enqueue_many([jobs.create_batch(b, request.request_id, level, delay_ms) for b in batch_ids])
+    return AddResult(request.request_id, counter[0], len(batch_ids), tuple(batch_ids))

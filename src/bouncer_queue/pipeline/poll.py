@@ -1,0 +1,65 @@
+"""Stage 3, poll: the check-batch-status job asks Bouncer how a batch is doing.
+
+It never sleeps inside the job: while the batch runs, the job defers itself by the poll interval (no attempt
+spent, the worker slot is free meanwhile). Completed: record it, free the slot (waking waiting create-batch
+jobs) and enqueue the download. A status Bouncer does not document, or a batch Bouncer no longer knows, is a
+failed batch: retry-failed-batch decides whether to submit it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from bouncer_queue.bouncer import BatchNotFound, RateLimited
+from bouncer_queue.domain import BatchState
+from bouncer_queue.pipeline import jobs
+from bouncer_queue.pipeline.context import StageContext
+from bouncer_queue.pipeline.outcomes import Defer
+from bouncer_queue.pipeline.submit import event, load_batch
+
+log = logging.getLogger(__name__)
+
+_RUNNING = {"queued": BatchState.QUEUED, "processing": BatchState.PROCESSING, "running": BatchState.PROCESSING}
+_RUNNING_UNDOCUMENTED = {"pending", "created", "started"}
+
+
+async def check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None:
+    batch = await load_batch(ctx, data)
+    if batch.status == BatchState.COMPLETED:
+        await ctx.enqueuer.enqueue(jobs.download(batch.id, batch.request_id, batch.priority, batch.retries))
+        return
+    if batch.status not in (BatchState.QUEUED, BatchState.PROCESSING) or batch.bouncer_batch_id is None:
+        return
+    decision = await ctx.limiter.acquire(["batch"], "batch_status")
+    if not decision.allowed:
+        raise Defer(decision.wait_ms, "rate limit")
+    try:
+        info = await ctx.bouncer.get_batch(batch.bouncer_batch_id, with_stats=True)
+    except RateLimited as exc:
+        raise Defer(ctx.policy.rate_limited_wait_ms, "Bouncer answered 429") from exc
+    except BatchNotFound as exc:
+        await _failed(ctx, batch.id, batch.request_id, batch.priority, batch.retries, str(exc))
+        return
+    status = (info.status or "").lower()
+    if status == "completed":
+        await ctx.repo.record_batch_completed(batch.id, info.credits)
+        log.info("batch completed at Bouncer", extra=event("batch_completed", batch, credits=info.credits))
+        await ctx.enqueuer.enqueue(jobs.download(batch.id, batch.request_id, batch.priority, batch.retries))
+        await ctx.enqueuer.promote_delayed(jobs.EMAIL_VERIFICATION)
+        return
+    if status in _RUNNING or status in _RUNNING_UNDOCUMENTED:
+        await ctx.repo.record_batch_progress(batch.id, _RUNNING.get(status, batch.status), info.processed)
+        raise Defer(ctx.policy.poll_interval_ms, f"batch {status}")
+    await _failed(ctx, batch.id, batch.request_id, batch.priority, batch.retries, f"Bouncer status {status!r}")
+
+
+async def _failed(ctx: StageContext, batch_id: int, request_id: str, priority: Any, retries: int, why: str) -> None:
+    await ctx.repo.mark_batch_failed(batch_id, why)
+    log.warning(
+        "batch failed at Bouncer: %s",
+        why,
+        extra={"action": "batch_failed", "request_id": request_id, "batch_id": batch_id},
+    )
+    await ctx.enqueuer.enqueue(jobs.retry_failed(batch_id, request_id, priority, retries))

@@ -1,0 +1,43 @@
+"""Rebuild the queues from the ledger: Redis holds work in flight and may lose everything; the database does not.
+
+For every batch that is not finished, enqueue the job its state calls for. Job ids are deterministic (see
+jobs.py), so running this while the jobs still exist adds nothing. A batch left `submitting` gets its
+create-batch job too, which dead-letters it as SubmissionOutcomeUnknown rather than paying twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bouncer_queue.domain import BatchState
+from bouncer_queue.pipeline import jobs
+from bouncer_queue.pipeline.context import StageContext
+from bouncer_queue.pipeline.ports import JobSpec
+from bouncer_queue.storage.records import BatchRecord
+
+log = logging.getLogger(__name__)
+
+
+def job_for(batch: BatchRecord) -> JobSpec | None:
+    """The job that moves a batch on from its current state, or None when it is finished."""
+    b = batch
+    if b.status in (BatchState.PENDING, BatchState.SUBMITTING):
+        return jobs.create_batch(b.id, b.request_id, b.priority, 0, b.retries)
+    if b.status in (BatchState.QUEUED, BatchState.PROCESSING):
+        return jobs.check_status(b.id, b.request_id, b.priority, 0, b.retries)
+    if b.status == BatchState.COMPLETED:
+        return jobs.download(b.id, b.request_id, b.priority, b.retries)
+    if b.status == BatchState.FAILED:
+        return jobs.retry_failed(b.id, b.request_id, b.priority, b.retries)
+    return None
+
+
+async def recover(ctx: StageContext) -> int:
+    """Enqueue the next job of every unfinished batch; returns how many jobs were offered to the queues."""
+    open_states = [s for s in BatchState if s not in (BatchState.DOWNLOADED, BatchState.DEAD)]
+    batches = await ctx.repo.batches_in_states(open_states)
+    specs = [spec for spec in map(job_for, batches) if spec is not None]
+    if specs:
+        await ctx.enqueuer.enqueue_many(specs)
+    log.info("recovery offered %d jobs from the ledger", len(specs), extra={"action": "recovered", "jobs": len(specs)})
+    return len(specs)

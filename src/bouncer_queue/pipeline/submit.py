@@ -1,0 +1,116 @@
+"""Stage 2, submit: the create-batch job sends one pending batch to Bouncer.
+
+Order of checks, cheapest and least wasteful first: the batch's state in the ledger, the credits gate, a free
+batch slot (MAX_CONCURRENT_BATCHES), a shared rate-limit token, then the atomic slot claim and the paid call.
+
+Never paying twice: the batch is marked `submitting` before the call. If the call fails in a way that proves
+Bouncer never saw it (connection refused, an error status), the mark is undone and the job may retry. If
+Bouncer may have created the batch (a lost response, a crash mid-call), the batch stays `submitting` and is
+dead-lettered as SubmissionOutcomeUnknown: Bouncer has no idempotency key and no list of batches, so only an
+operator can tell whether to submit again (`bouncer-queue dlq replay ID`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from bouncer_queue.bouncer import (
+    BouncerAPIError,
+    BouncerUnavailable,
+    InsufficientCredits,
+    RateLimited,
+)
+from bouncer_queue.domain import BatchState
+from bouncer_queue.pipeline import jobs
+from bouncer_queue.pipeline.context import StageContext
+from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
+from bouncer_queue.storage.records import BatchRecord
+from bouncer_queue.storage.repository import ClaimResult
+
+log = logging.getLogger(__name__)
+
+_ALREADY_AT_BOUNCER = {BatchState.QUEUED, BatchState.PROCESSING, BatchState.COMPLETED}
+
+
+async def load_batch(ctx: StageContext, data: Mapping[str, Any]) -> BatchRecord:
+    """The job's batch from the ledger; a job whose batch is gone cannot be done."""
+    batch_id = int(data["batch_id"])
+    batch = await ctx.repo.get_batch(batch_id)
+    if batch is None:
+        raise PermanentFailure("BatchNotFound", f"batch {batch_id} is not in the database")
+    return batch
+
+
+def event(action: str, batch: BatchRecord, **fields: Any) -> dict[str, Any]:
+    """The `extra` of a stage log line: every stage event carries its request and batch ids."""
+    return {"action": action, "request_id": batch.request_id, "batch_id": batch.id, **fields}
+
+
+async def create_batch(ctx: StageContext, data: Mapping[str, Any]) -> None:
+    batch = await load_batch(ctx, data)
+    if batch.status in _ALREADY_AT_BOUNCER:
+        # A redelivered job: the batch was created; make sure it is being watched, and stop.
+        await ctx.enqueuer.enqueue(jobs.check_status(batch.id, batch.request_id, batch.priority, 0, batch.retries))
+        return
+    if batch.status == BatchState.SUBMITTING:
+        raise PermanentFailure(
+            "SubmissionOutcomeUnknown",
+            "a create call for this batch was under way when its worker stopped; Bouncer may have created and "
+            "charged it, so it is not resubmitted automatically. Check your Bouncer account, then replay the "
+            "dead letter to submit it again.",
+        )
+    if batch.status != BatchState.PENDING:
+        return
+    await _wait_for_turn(ctx, batch)
+    await _submit(ctx, batch)
+
+
+async def _wait_for_turn(ctx: StageContext, batch: BatchRecord) -> None:
+    if await ctx.credits_gate.is_closed():
+        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted")
+    if await ctx.repo.in_flight_count() >= ctx.policy.max_in_flight:
+        raise Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight")
+    decision = await ctx.limiter.acquire(["batch", "create"], "batch_create")
+    if not decision.allowed:
+        raise Defer(decision.wait_ms, "rate limit")
+    claim = await ctx.repo.try_claim_submission(batch.id, ctx.policy.max_in_flight)
+    if claim == ClaimResult.FULL:
+        raise Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight")
+    if claim == ClaimResult.NOT_PENDING:
+        raise Defer(0, "batch changed state; looking again")
+
+
+async def _submit(ctx: StageContext, batch: BatchRecord) -> None:
+    emails = await ctx.repo.batch_emails(batch.id)
+    try:
+        info = await ctx.bouncer.create_batch(emails)
+    except BouncerUnavailable as exc:
+        if exc.request_sent:
+            raise PermanentFailure("SubmissionOutcomeUnknown", f"no answer to the create call: {exc}") from exc
+        await ctx.repo.release_submission(batch.id, str(exc))
+        raise
+    except RateLimited as exc:
+        await ctx.repo.release_submission(batch.id, str(exc))
+        raise Defer(ctx.policy.rate_limited_wait_ms, "Bouncer answered 429") from exc
+    except InsufficientCredits as exc:
+        await ctx.repo.release_submission(batch.id, str(exc))
+        await ctx.credits_gate.close(str(exc))
+        raise PermanentFailure(type(exc).__name__, str(exc)) from exc
+    except BouncerAPIError as exc:
+        await ctx.repo.release_submission(batch.id, str(exc))
+        if exc.retryable:
+            raise
+        raise PermanentFailure(type(exc).__name__, str(exc)) from exc
+    state = BatchState.PROCESSING if info.status == "processing" else BatchState.QUEUED
+    await ctx.repo.record_batch_submitted(
+        batch.id, info.batch_id, info.quantity or len(emails), info.duplicates or 0, state
+    )
+    log.info(
+        "batch submitted to Bouncer",
+        extra=event("batch_submitted", batch, bouncer_batch_id=info.batch_id, quantity=len(emails)),
+    )
+    await ctx.enqueuer.enqueue(
+        jobs.check_status(batch.id, batch.request_id, batch.priority, ctx.policy.poll_interval_ms, batch.retries)
+    )

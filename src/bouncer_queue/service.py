@@ -1,0 +1,281 @@
+"""QueueManager: the service layer shared by the Python API, the CLI and (later) the HTTP API and dashboard.
+
+It is the seed's queueManager in async Python: start(), add_emails_to_queue(), get_queue_stats(),
+get_health_status(), pause_queue(), resume_queue(), retry_failed_jobs(), clean_failed_jobs(), stop(), plus the
+request, export and dead-letter calls the commands need. Every interface calls these methods and nothing below
+them, so the CLI and a future dashboard cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Collection, Iterable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+
+from bouncer_queue.bootstrap import Runtime, open_runtime
+from bouncer_queue.config import Settings
+from bouncer_queue.domain import Priority
+from bouncer_queue.ops.health import HealthReport, HealthSnapshot, Thresholds, evaluate, log_alerts, process_rss_mb
+from bouncer_queue.ops.metrics import Metrics
+from bouncer_queue.pipeline import deadletter, recover
+from bouncer_queue.pipeline.ingest import AddResult, EmailInput, add_emails_to_queue
+from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, WORK_QUEUES, check_queue_name
+from bouncer_queue.storage.records import DeadLetter, ExportRow, HealthMetric, RequestProgress
+
+log = logging.getLogger(__name__)
+
+
+class QueueManager:
+    """The whole system behind one object. Use as `async with QueueManager(settings) as qm:` or start()/stop()."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        bouncer_transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._transport = bouncer_transport
+        self._metrics = metrics
+        self._stack: AsyncExitStack | None = None
+        self._runtime: Runtime | None = None
+        self._started_at = time.monotonic()
+
+    async def __aenter__(self) -> QueueManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise RuntimeError("QueueManager is not started; call `await start()` first")
+        return self._runtime
+
+    async def start(self) -> None:
+        """Open Redis, the database and the Bouncer client. Idempotent."""
+        if self._runtime is not None:
+            return
+        stack = AsyncExitStack()
+        try:
+            self._runtime = await stack.enter_async_context(
+                open_runtime(self.settings, bouncer_transport=self._transport, metrics=self._metrics)
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._started_at = time.monotonic()
+
+    async def stop(self) -> None:
+        """Close everything start() opened. Idempotent."""
+        stack, self._stack, self._runtime = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    # Requests
+
+    async def add_emails_to_queue(
+        self,
+        emails: Iterable[EmailInput],
+        user_id: str,
+        request_id: str | None = None,
+        *,
+        priority: str | Priority = Priority.NORMAL,
+        delay: int = 0,
+    ) -> AddResult:
+        """Store and enqueue a list; `delay` (ms) holds back its first jobs."""
+        rt = self.runtime
+        return await add_emails_to_queue(
+            rt.repo,
+            rt.enqueuer,
+            emails,
+            user_id=user_id,
+            request_id=request_id,
+            priority=priority,
+            delay_ms=delay,
+            batch_size=self.settings.batch_size,
+        )
+
+    async def request_progress(self, request_id: str) -> RequestProgress:
+        return await self.runtime.repo.request_progress(request_id)
+
+    def export(self, request_id: str, statuses: Collection[str] | None = None) -> AsyncIterator[ExportRow]:
+        return self.runtime.repo.iter_export(request_id, statuses)
+
+    async def recover(self) -> int:
+        """Re-enqueue the next job of every unfinished batch from the database (after a Redis loss)."""
+        return await recover.recover(self.runtime.ctx)
+
+    # Queue operations (seed, "Queue Operations")
+
+    async def get_queue_stats(self) -> dict[str, dict[str, int]]:
+        return await self.runtime.admin.counts()
+
+    async def pause_queue(self, queue: str) -> None:
+        await self.runtime.admin.pause(check_queue_name(queue))
+
+    async def resume_queue(self, queue: str) -> None:
+        await self.runtime.admin.resume(check_queue_name(queue))
+
+    async def retry_failed_jobs(self, queue: str) -> int:
+        return await self.runtime.admin.retry_failed(check_queue_name(queue))
+
+    async def clean_failed_jobs(self, queue: str, hours: float = 24) -> int:
+        return await self.runtime.admin.clean_failed(check_queue_name(queue), hours)
+
+    # Dead letters
+
+    async def dead_letters(self, *, include_replayed: bool = False, limit: int = 100) -> list[DeadLetter]:
+        return await self.runtime.repo.list_dead_letters(include_replayed=include_replayed, limit=limit)
+
+    async def replay_dead_letter(self, letter_id: int) -> bool:
+        return await deadletter.replay(self.runtime.ctx, letter_id)
+
+    async def replay_all_dead_letters(self) -> int:
+        letters = await self.dead_letters(limit=10_000)
+        return sum([await self.replay_dead_letter(letter.id) for letter in letters])
+
+    # Health (seed, "Monitoring and Health")
+
+    async def get_health_status(self, *, record: bool = False) -> HealthReport:
+        """Probe Redis, the database and Bouncer, and judge the result against the alert thresholds."""
+        snapshot = await self._snapshot()
+        report = evaluate(snapshot, Thresholds.from_settings(self.settings))
+        if record:
+            await self._record(report)
+            log_alerts(report, log)
+        return report
+
+    async def health_history(self, limit: int = 20) -> list[HealthMetric]:
+        return await self.runtime.repo.recent_health_metrics(limit)
+
+    async def _snapshot(self) -> HealthSnapshot:
+        rt = self.runtime
+        errors: dict[str, str] = {}
+        redis_ms, redis_mem, redis_max = await self._redis_probe(errors)
+        db_ms = await self._database_probe(errors)
+        credits = await self._credits_probe(errors)
+        counts = await self._counts(errors)
+        usage = await self._utilization(errors)
+        backlog = sum(counts.get(q, {}).get(s, 0) for q in WORK_QUEUES for s in ("waiting", "delayed"))
+        failed = sum(counts.get(q, {}).get("failed", 0) for q in WORK_QUEUES)
+        in_flight = await rt.repo.in_flight_count() if db_ms is not None else 0
+        gate_closed = await rt.credits_gate.is_closed() if redis_ms is not None else False
+        oldest = await rt.admin.oldest_waiting_age_seconds() if redis_ms is not None else None
+        self._publish(counts, usage, in_flight, credits)
+        return HealthSnapshot(
+            redis_ok=redis_ms is not None,
+            redis_latency_ms=redis_ms,
+            database_ok=db_ms is not None,
+            database_latency_ms=db_ms,
+            bouncer_ok="bouncer" not in errors,
+            credits_left=credits,
+            rate_limit_utilization=usage,
+            process_rss_mb=process_rss_mb(),
+            redis_used_memory_mb=redis_mem,
+            redis_maxmemory_mb=redis_max,
+            uptime_seconds=time.monotonic() - self._started_at,
+            batches_in_flight=in_flight,
+            max_batches=self.settings.max_concurrent_batches,
+            backlog=backlog,
+            failed_jobs=failed,
+            oldest_waiting_age_seconds=oldest,
+            credits_exhausted=gate_closed,
+            errors=errors,
+        )
+
+    async def _redis_probe(self, errors: dict[str, str]) -> tuple[float | None, float | None, float | None]:
+        client = self.runtime.redis.open_client()
+        try:
+            started = time.perf_counter()
+            info: dict[str, Any] = await client.info("memory")
+            latency = (time.perf_counter() - started) * 1000
+        except Exception as exc:  # any failure is a finding of the probe, not an error of the health call
+            errors["redis"] = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+            return None, None, None
+        finally:
+            await client.aclose()
+        mb = 1024 * 1024
+        maxmemory = float(info.get("maxmemory", 0) or 0)
+        return latency, float(info.get("used_memory", 0)) / mb, (maxmemory / mb) or None
+
+    async def _database_probe(self, errors: dict[str, str]) -> float | None:
+        try:
+            return await self.runtime.repo.ping() * 1000
+        except Exception as exc:
+            errors["database"] = self._scrub(str(exc))
+            return None
+
+    async def _credits_probe(self, errors: dict[str, str]) -> int | None:
+        """Credits left at Bouncer; also reopens the credits gate when they are back."""
+        rt = self.runtime
+        try:
+            decision = await rt.limiter.acquire(["credits"], "credits")
+            if not decision.allowed:
+                return None  # Bouncer allows 10 credit checks a minute; skipping one is not a failure
+            credits = await rt.bouncer.credits()
+        except Exception as exc:
+            errors["bouncer"] = self._scrub(str(exc))
+            return None
+        if credits > 0 and await rt.credits_gate.is_closed():
+            await rt.credits_gate.open()
+            log.warning("Bouncer credits are back; submissions resume", extra={"action": "credits_restored"})
+        return credits
+
+    async def _counts(self, errors: dict[str, str]) -> dict[str, dict[str, int]]:
+        try:
+            return await self.runtime.admin.counts()
+        except Exception as exc:
+            errors.setdefault("redis", self._scrub(str(exc)))
+            return {}
+
+    async def _utilization(self, errors: dict[str, str]) -> dict[str, float]:
+        try:
+            usage = await self.runtime.limiter.usage()
+        except Exception as exc:
+            errors.setdefault("database", self._scrub(str(exc)))
+            return {}
+        return {name: used / limit if limit else 0.0 for name, (used, limit) in usage.items()}
+
+    def _publish(
+        self, counts: dict[str, dict[str, int]], usage: dict[str, float], in_flight: int, credits: int | None
+    ) -> None:
+        metrics = self.runtime.metrics
+        metrics.set_queue_counts(counts)
+        for budget, value in usage.items():
+            metrics.set_rate_limit_utilization(budget, value)
+        metrics.set_batches_in_flight(in_flight)
+        if credits is not None:
+            metrics.set_credits_left(credits)
+
+    async def _record(self, report: HealthReport) -> None:
+        data = report.to_dict()
+        snap = data.get("snapshot", {})
+        numbers = {
+            "backlog": snap.get("backlog"),
+            "failed_jobs": snap.get("failed_jobs"),
+            "rate_limit_utilization": max((snap.get("rate_limit_utilization") or {}).values(), default=None),
+            "memory_mb": snap.get("process_rss_mb"),
+            "redis_latency_ms": snap.get("redis_latency_ms"),
+            "batches_in_flight": snap.get("batches_in_flight"),
+            "credits_left": snap.get("credits_left"),
+        }
+        alerts = tuple(alert.name for alert in report.alerts)
+        metric = HealthMetric(status=report.status, snapshot=data, alerts=alerts)
+        await self.runtime.repo.record_health_metric(metric, numbers)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self.settings.secrets():
+            text = text.replace(secret, "***")
+        return text
+
+
+__all__ = ["ALL_QUEUES", "DEAD_LETTER", "QueueManager"]
