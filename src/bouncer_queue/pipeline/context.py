@@ -53,9 +53,10 @@ class Policy:
     max_in_flight: int = 15
     poll_interval_ms: int = 15_000
     max_batch_retries: int = 3
-    #: How long a create-batch job waits before looking again for a free batch slot. Freed slots also wake
-    #: the waiting jobs at once (download promotes them), so this is only the fallback.
-    slot_wait_ms: int = 10_000
+    #: How long a create-batch job waits before looking again for a free batch slot. A completing batch wakes
+    #: the next waiting job at once (poll promotes it), so this long timer is only the fallback; keeping it
+    #: long stops waiting jobs from spending the email-verification queue's 10-per-minute limiter.
+    slot_wait_ms: int = 300_000
     #: How long a create-batch job waits while credits are exhausted before looking again.
     credits_wait_ms: int = 60_000
     #: How long to wait after Bouncer answered 429 (it sends no Retry-After header).
@@ -67,7 +68,7 @@ class Policy:
             max_in_flight=settings.max_concurrent_batches,
             poll_interval_ms=int(settings.poll_interval_seconds * 1000),
             max_batch_retries=settings.max_batch_retries,
-            slot_wait_ms=max(1_000, int(settings.poll_interval_seconds * 1000)),
+            slot_wait_ms=max(1_000, int(settings.poll_interval_seconds * 1000 * 20)),
             credits_wait_ms=int(settings.health_check_interval_seconds * 1000),
             rate_limited_wait_ms=max(1_000, int(settings.rate_limit_window_seconds * 1000 / 12)),
         )

@@ -14,7 +14,6 @@ from typing import Any
 
 from bouncer_queue.bouncer import BatchStateError, RateLimited, VerificationResult
 from bouncer_queue.domain import BatchState
-from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import Defer
 from bouncer_queue.pipeline.submit import event, load_batch
@@ -68,5 +67,3 @@ async def download_batch_results(ctx: StageContext, data: Mapping[str, Any]) -> 
         totals.emails_missing,
         extra=event("batch_downloaded", batch, stored=totals.stored, missing=totals.emails_missing),
     )
-    # The slot was freed when the batch completed; wake create-batch jobs that were waiting for one.
-    await ctx.enqueuer.promote_delayed(jobs.EMAIL_VERIFICATION)

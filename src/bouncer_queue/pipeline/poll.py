@@ -47,7 +47,8 @@ async def check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None
         await ctx.repo.record_batch_completed(batch.id, info.credits)
         log.info("batch completed at Bouncer", extra=event("batch_completed", batch, credits=info.credits))
         await ctx.enqueuer.enqueue(jobs.download(batch.id, batch.request_id, batch.priority, batch.retries))
-        await ctx.enqueuer.promote_delayed(jobs.EMAIL_VERIFICATION)
+        # One slot freed: wake the next waiting create-batch job (by priority, then age) instead of its timer.
+        await ctx.enqueuer.promote_delayed(jobs.EMAIL_VERIFICATION, name=jobs.CREATE_BATCH, limit=1)
         return
     if status in _RUNNING or status in _RUNNING_UNDOCUMENTED:
         await ctx.repo.record_batch_progress(batch.id, _RUNNING.get(status, batch.status), info.processed)

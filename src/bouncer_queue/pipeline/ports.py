@@ -33,6 +33,7 @@ class Enqueuer(Protocol):
         """Add several jobs in one round trip; return their ids."""
         ...
 
-    async def promote_delayed(self, queue: str) -> int:
-        """Move the queue's delayed (deferred) jobs to waiting now; return how many. Used when a slot frees."""
+    async def promote_delayed(self, queue: str, *, name: str | None = None, limit: int | None = None) -> int:
+        """Move delayed (deferred) jobs to waiting now: all, or the `limit` first by priority then age, of
+        those called `name`; return how many. Used when a batch slot frees."""
         ...

@@ -87,13 +87,25 @@ class BullmqEnqueuer:
                 ids[index] = str(job.id)
         return ids
 
-    async def promote_delayed(self, queue: str) -> int:
-        """Move the queue's delayed jobs to waiting now; return how many were delayed just before."""
+    async def promote_delayed(self, queue: str, *, name: str | None = None, limit: int | None = None) -> int:
+        """Move delayed jobs to waiting now: all of them, or the `limit` first by priority then age (optionally
+        only jobs called `name`). Returns how many were promoted."""
         bull_queue = self._queue(queue)
-        delayed = int(await bull_queue.getDelayedCount())
-        if delayed:
-            await bull_queue.promoteJobs()
-        return delayed
+        if name is None and limit is None:
+            delayed = int(await bull_queue.getDelayedCount())
+            if delayed:
+                await bull_queue.promoteJobs()
+            return delayed
+        jobs = [job for job in await bull_queue.getDelayed() if name is None or job.name == name]
+        jobs.sort(key=lambda job: (int(job.priority or 0), int(job.timestamp or 0)))
+        promoted = 0
+        for job in jobs[:limit]:
+            try:
+                await job.promote()
+            except Exception:  # it left the delayed set meanwhile (ran, or was promoted by another process)
+                continue
+            promoted += 1
+        return promoted
 
     async def close(self) -> None:
         """Close every queue opened so far. Safe to call twice."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bouncer_queue.domain import Priority
 from bouncer_queue.errors import UnknownQueueError
 from bouncer_queue.pipeline.ports import JobSpec
 from bouncer_queue.queueing.admin import QueueAdmin
@@ -47,3 +48,16 @@ async def test_promote_delayed_moves_deferred_jobs_to_waiting(enqueuer: BullmqEn
 async def test_an_unknown_queue_is_refused(enqueuer: BullmqEnqueuer) -> None:
     with pytest.raises(UnknownQueueError, match="email-verification"):
         await enqueuer.enqueue(JobSpec("emails", "create-batch", {}))
+
+
+async def test_promote_delayed_with_a_limit_wakes_the_most_urgent_job_of_that_name(
+    enqueuer: BullmqEnqueuer, admin: QueueAdmin
+) -> None:
+    queue = "email-verification"
+    await enqueuer.enqueue(JobSpec(queue, "create-batch", {}, Priority.LOW, delay_ms=60_000, job_id="low"))
+    await enqueuer.enqueue(JobSpec(queue, "retry-failed-batch", {}, Priority.CRITICAL, delay_ms=60_000, job_id="x"))
+    await enqueuer.enqueue(JobSpec(queue, "create-batch", {}, Priority.HIGH, delay_ms=60_000, job_id="high"))
+    assert await enqueuer.promote_delayed(queue, name="create-batch", limit=1) == 1
+    delayed = {job.id for job in await enqueuer._queue(queue).getDelayed()}
+    assert delayed == {"low", "x"}
+    assert (await admin.queue_counts(queue))["waiting"] == 1
