@@ -1,0 +1,198 @@
+"""The create-batch stage's money rules, against a real SQLite ledger and limiter and the real Bouncer client.
+
+Bouncer's answers come from an httpx.MockTransport so each error class can be produced exactly; the same
+behaviours are exercised against the simulator over real HTTP in tests/acceptance. What is checked here is what
+the stage does to the ledger: a batch is never left in a state that could lead to paying for it twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from bouncer_queue.bouncer import BouncerClient, BouncerUnavailable, ServerError
+from bouncer_queue.domain import BatchState, Priority
+from bouncer_queue.pipeline.context import Policy, StageContext
+from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
+from bouncer_queue.pipeline.ports import JobSpec
+from bouncer_queue.pipeline.submit import create_batch
+from bouncer_queue.storage import migrate
+from bouncer_queue.storage.db import make_engine
+from bouncer_queue.storage.ratelimit import Budget, RateLimiter
+from bouncer_queue.storage.records import EmailRow, RequestInfo
+from bouncer_queue.storage.repository import Repository
+
+BATCH_OK = {"batchId": "a" * 24, "created": "2024-05-02T09:14:03.512Z", "status": "queued", "quantity": 2}
+
+
+class RecordingEnqueuer:
+    def __init__(self) -> None:
+        self.jobs: list[JobSpec] = []
+
+    async def enqueue(self, spec: JobSpec) -> str:
+        self.jobs.append(spec)
+        return spec.job_id or str(len(self.jobs))
+
+    async def enqueue_many(self, specs: Sequence[JobSpec]) -> list[str]:
+        return [await self.enqueue(s) for s in specs]
+
+    async def promote_delayed(self, queue: str, *, name: str | None = None, limit: int | None = None) -> int:
+        return 0
+
+
+class MemoryGate:
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    async def is_closed(self) -> bool:
+        return self.reason is not None
+
+    async def close(self, reason: str) -> None:
+        self.reason = reason
+
+    async def open(self) -> None:
+        self.reason = None
+
+
+Responder = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[Callable[[Responder], StageContext]]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    await migrate.upgrade(url)
+    engine = make_engine(url)
+    clients: list[BouncerClient] = []
+
+    def build(responder: Responder) -> StageContext:
+        calls: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append(request)
+            return responder(request)
+
+        http = httpx.AsyncClient(base_url="https://bouncer.test/v1.1", transport=httpx.MockTransport(handler))
+        client = BouncerClient(http, lambda: SecretStr("k-123456"))
+        clients.append(client)
+        limiter = RateLimiter(engine, {"batch": Budget(100, 60), "create": Budget(100, 60)})
+        ctx = StageContext(
+            Repository(engine), client, limiter, RecordingEnqueuer(), MemoryGate(), Policy(max_in_flight=2)
+        )
+        ctx.calls = calls  # type: ignore[attr-defined]
+        return ctx
+
+    yield build
+    for client in clients:
+        await client.aclose()
+    await engine.dispose()
+
+
+async def new_batch(ctx: StageContext, request_id: str = "r1") -> int:
+    rows = [EmailRow("a@example.com"), EmailRow("b@example.com")]
+    [batch_id] = await ctx.repo.ingest_request(RequestInfo(request_id, "u1", Priority.NORMAL), [rows])
+    return batch_id
+
+
+async def state(ctx: StageContext, batch_id: int) -> BatchState:
+    batch = await ctx.repo.get_batch(batch_id)
+    assert batch is not None
+    return batch.status
+
+
+def answer(status: int, body: object) -> Responder:
+    return lambda request: httpx.Response(status, json=body)
+
+
+async def test_a_created_batch_is_recorded_and_watched(world: Callable[[Responder], StageContext]) -> None:
+    ctx = world(answer(200, BATCH_OK))
+    batch_id = await new_batch(ctx)
+    await create_batch(ctx, {"batch_id": batch_id})
+    batch = await ctx.repo.get_batch(batch_id)
+    assert batch is not None and batch.status == BatchState.QUEUED and batch.bouncer_batch_id == "a" * 24
+    assert [j.name for j in ctx.enqueuer.jobs] == ["check-batch-status"]  # type: ignore[attr-defined]
+
+
+async def test_a_redelivered_job_for_a_created_batch_sends_nothing(world: Callable[[Responder], StageContext]) -> None:
+    ctx = world(answer(200, BATCH_OK))
+    batch_id = await new_batch(ctx)
+    await create_batch(ctx, {"batch_id": batch_id})
+    await create_batch(ctx, {"batch_id": batch_id})
+    assert len(ctx.calls) == 1  # type: ignore[attr-defined]
+
+
+async def test_a_lost_response_is_never_resubmitted(world: Callable[[Responder], StageContext]) -> None:
+    def lost(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    ctx = world(lost)
+    batch_id = await new_batch(ctx)
+    with pytest.raises(PermanentFailure) as failure:
+        await create_batch(ctx, {"batch_id": batch_id})
+    assert failure.value.error_class == "SubmissionOutcomeUnknown"
+    assert await state(ctx, batch_id) == BatchState.SUBMITTING
+    with pytest.raises(PermanentFailure, match="SubmissionOutcomeUnknown"):
+        await create_batch(ctx, {"batch_id": batch_id})  # a retry of the same job
+    assert len(ctx.calls) == 1  # type: ignore[attr-defined]
+
+
+async def test_a_request_that_never_left_is_released_and_retried(world: Callable[[Responder], StageContext]) -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    ctx = world(refused)
+    batch_id = await new_batch(ctx)
+    with pytest.raises(BouncerUnavailable) as error:
+        await create_batch(ctx, {"batch_id": batch_id})
+    assert error.value.request_sent is False and error.value.retryable
+    assert await state(ctx, batch_id) == BatchState.PENDING
+
+
+async def test_a_429_defers_and_releases_the_slot(world: Callable[[Responder], StageContext]) -> None:
+    ctx = world(answer(429, {"status": 429, "error": "Too Many Requests", "message": "too many requests"}))
+    batch_id = await new_batch(ctx)
+    with pytest.raises(Defer):
+        await create_batch(ctx, {"batch_id": batch_id})
+    assert await state(ctx, batch_id) == BatchState.PENDING
+    assert await ctx.repo.in_flight_count() == 0
+
+
+async def test_a_402_dead_letters_and_closes_the_credits_gate(world: Callable[[Responder], StageContext]) -> None:
+    ctx = world(answer(402, {"status": "402", "error": "Payment Required", "message": "1 credits left"}))
+    first, second = await new_batch(ctx, "r1"), await new_batch(ctx, "r2")
+    with pytest.raises(PermanentFailure) as failure:
+        await create_batch(ctx, {"batch_id": first})
+    assert failure.value.error_class == "InsufficientCredits"
+    assert await ctx.credits_gate.is_closed()
+    with pytest.raises(Defer, match="credits"):
+        await create_batch(ctx, {"batch_id": second})
+    assert len(ctx.calls) == 1  # type: ignore[attr-defined]
+
+
+async def test_a_5xx_is_retryable_and_other_4xx_fail_at_once(world: Callable[[Responder], StageContext]) -> None:
+    ctx = world(answer(503, {"status": 503, "error": "Service Unavailable", "message": "try later"}))
+    batch_id = await new_batch(ctx)
+    with pytest.raises(ServerError):
+        await create_batch(ctx, {"batch_id": batch_id})
+    assert await state(ctx, batch_id) == BatchState.PENDING
+
+    ctx = world(answer(401, {"status": 401, "error": "Unauthorized", "message": "user not found"}))
+    with pytest.raises(PermanentFailure) as failure:
+        await create_batch(ctx, {"batch_id": batch_id})
+    assert failure.value.error_class == "AuthError"
+
+
+async def test_full_slots_defer_without_spending_a_rate_limit_token(world: Callable[[Responder], StageContext]) -> None:
+    created = iter(range(10))
+    ctx = world(lambda request: httpx.Response(200, json=BATCH_OK | {"batchId": f"{next(created):024x}"}))
+    ids = [await new_batch(ctx, f"r{n}") for n in range(3)]
+    for batch_id in ids[:2]:
+        await create_batch(ctx, {"batch_id": batch_id})
+    used_before = (await ctx.limiter.usage())["create"][0]  # type: ignore[attr-defined]
+    with pytest.raises(Defer, match="slots"):
+        await create_batch(ctx, {"batch_id": ids[2]})
+    assert (await ctx.limiter.usage())["create"][0] == used_before  # type: ignore[attr-defined]
+    assert await state(ctx, ids[2]) == BatchState.PENDING
