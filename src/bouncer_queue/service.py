@@ -17,14 +17,19 @@ from typing import Any
 import httpx
 
 from bouncer_queue.bootstrap import Runtime, open_runtime
+from bouncer_queue.bouncer.client import ApiKeyProvider
 from bouncer_queue.config import Settings
-from bouncer_queue.domain import Priority
+from bouncer_queue.domain import BatchState, Priority
+from bouncer_queue.errors import QueueBackendError
 from bouncer_queue.ops.health import HealthReport, HealthSnapshot, Thresholds, evaluate, log_alerts, process_rss_mb
 from bouncer_queue.ops.metrics import Metrics
+from bouncer_queue.ops.redact import Redactor
 from bouncer_queue.pipeline import deadletter, recover
 from bouncer_queue.pipeline.ingest import AddResult, EmailInput, add_emails_to_queue
 from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, WORK_QUEUES, check_queue_name
+from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.records import DeadLetter, ExportRow, HealthMetric, RequestProgress
+from bouncer_queue.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +43,12 @@ class QueueManager:
         *,
         bouncer_transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
+        api_key: ApiKeyProvider | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._transport = bouncer_transport
         self._metrics = metrics
+        self._api_key = api_key
         self._stack: AsyncExitStack | None = None
         self._runtime: Runtime | None = None
         self._started_at = time.monotonic()
@@ -66,7 +73,9 @@ class QueueManager:
         stack = AsyncExitStack()
         try:
             self._runtime = await stack.enter_async_context(
-                open_runtime(self.settings, bouncer_transport=self._transport, metrics=self._metrics)
+                open_runtime(
+                    self.settings, bouncer_transport=self._transport, metrics=self._metrics, api_key=self._api_key
+                )
             )
         except BaseException:
             await stack.aclose()
@@ -154,6 +163,14 @@ class QueueManager:
             log_alerts(report, log)
         return report
 
+    async def refresh_metrics(self) -> None:
+        """Set the queue, rate-limit and batch gauges from Redis and the database; no Bouncer call."""
+        errors: dict[str, str] = {}
+        counts = await self._counts(errors)
+        usage = await self._utilization(errors)
+        in_flight = await self.runtime.repo.in_flight_count()
+        self._publish(counts, usage, in_flight, None)
+
     async def health_history(self, limit: int = 20) -> list[HealthMetric]:
         return await self.runtime.repo.recent_health_metrics(limit)
 
@@ -225,10 +242,15 @@ class QueueManager:
         except Exception as exc:
             errors["bouncer"] = self._scrub(str(exc))
             return None
-        if credits > 0 and await rt.credits_gate.is_closed():
+        if await rt.credits_gate.is_closed() and credits >= await self._credits_needed():
             await rt.credits_gate.open()
             log.warning("Bouncer credits are back; submissions resume", extra={"action": "credits_restored"})
         return credits
+
+    async def _credits_needed(self) -> int:
+        """What the smallest waiting batch costs: reopening the gate for less would only earn another 402."""
+        pending = await self.runtime.repo.batches_in_states([BatchState.PENDING])
+        return min((b.quantity for b in pending), default=1)
 
     async def _counts(self, errors: dict[str, str]) -> dict[str, dict[str, int]]:
         try:
@@ -273,9 +295,61 @@ class QueueManager:
         await self.runtime.repo.record_health_metric(metric, numbers)
 
     def _scrub(self, text: str) -> str:
-        for secret in self.settings.secrets():
-            text = text.replace(secret, "***")
-        return text
+        return scrub(self.settings, text)
 
 
-__all__ = ["ALL_QUEUES", "DEAD_LETTER", "QueueManager"]
+def scrub(settings: Settings, text: str) -> str:
+    """`text` without the secrets of `settings`, nor anything shaped like a secret (a URL's password, ...)."""
+    return Redactor(settings.secrets()).redact(text)
+
+
+async def check_health(settings: Settings) -> HealthReport:
+    """The health report, also when the system cannot start: Redis or the database down is a finding, not a crash."""
+    manager = QueueManager(settings)
+    try:
+        await manager.start()
+    except Exception as exc:
+        return await _report_without_runtime(settings, exc)
+    try:
+        return await manager.get_health_status()
+    finally:
+        await manager.stop()
+
+
+async def _report_without_runtime(settings: Settings, error: Exception) -> HealthReport:
+    """Why start() failed, as a report: Redis refused (QueueBackendError), or the database (probed on its own)."""
+    errors: dict[str, str] = {}
+    redis_ok = not isinstance(error, QueueBackendError)
+    if not redis_ok:
+        errors["redis"] = scrub(settings, str(error))
+    database_ok = await _database_reachable(settings, errors)
+    if redis_ok and database_ok:
+        # Both answer, yet the runtime would not open: the schema is behind, for example.
+        database_ok = False
+        errors["database"] = scrub(settings, f"{type(error).__name__}: {error}")
+    snapshot = HealthSnapshot(
+        redis_ok=redis_ok,
+        database_ok=database_ok,
+        bouncer_ok=True,  # not probed: without Redis and the database the verdict is unhealthy anyway
+        max_batches=settings.max_concurrent_batches,
+        process_rss_mb=process_rss_mb(),
+        errors=errors,
+    )
+    report = evaluate(snapshot, Thresholds.from_settings(settings))
+    log.warning("health: %s", "; ".join(report.problems), extra={"action": "health_unhealthy"})
+    return report
+
+
+async def _database_reachable(settings: Settings, errors: dict[str, str]) -> bool:
+    engine = make_engine(settings.effective_database_url(), pool_size=1, ssl=settings.database_ssl)
+    try:
+        await Repository(engine).ping()
+    except Exception as exc:
+        errors["database"] = scrub(settings, f"{type(exc).__name__}: {exc}")
+        return False
+    finally:
+        await engine.dispose()
+    return True
+
+
+__all__ = ["ALL_QUEUES", "DEAD_LETTER", "QueueManager", "check_health"]

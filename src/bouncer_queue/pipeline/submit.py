@@ -1,7 +1,8 @@
 """Stage 2, submit: the create-batch job sends one pending batch to Bouncer.
 
 Order of checks, cheapest and least wasteful first: the batch's state in the ledger, the credits gate, a free
-batch slot (MAX_CONCURRENT_BATCHES), a shared rate-limit token, then the atomic slot claim and the paid call.
+batch slot (MAX_CONCURRENT_BATCHES), the addresses, a shared rate-limit token, then the atomic slot claim and
+the paid call.
 
 Never paying twice: the batch is marked `submitting` before the call. If the call fails in a way that proves
 Bouncer never saw it (connection refused, an error status), the mark is undone and the job may retry. If
@@ -26,7 +27,7 @@ from bouncer_queue.domain import BatchState
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
-from bouncer_queue.storage.records import BatchRecord
+from bouncer_queue.storage.records import BatchEmail, BatchRecord
 from bouncer_queue.storage.repository import ClaimResult
 
 log = logging.getLogger(__name__)
@@ -63,27 +64,34 @@ async def create_batch(ctx: StageContext, data: Mapping[str, Any]) -> None:
         )
     if batch.status != BatchState.PENDING:
         return
-    await _wait_for_turn(ctx, batch)
-    await _submit(ctx, batch)
+    emails = await _take_turn(ctx, batch)
+    await _submit(ctx, batch, emails)
 
 
-async def _wait_for_turn(ctx: StageContext, batch: BatchRecord) -> None:
+async def _take_turn(ctx: StageContext, batch: BatchRecord) -> list[BatchEmail]:
+    """Defer unless credits, a batch slot and a rate-limit token are all there; then claim the slot."""
     if await ctx.credits_gate.is_closed():
         raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted")
     if await ctx.repo.in_flight_count() >= ctx.policy.max_in_flight:
         raise Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight")
+    emails = await ctx.repo.batch_emails(batch.id)
+    # The token is taken as late as possible: Bouncer counts a request when it arrives, so a token taken
+    # before reading 10,000 addresses could leave our window while the request still counts in Bouncer's.
     decision = await ctx.limiter.acquire(["batch", "create"], "batch_create")
     if not decision.allowed:
         raise Defer(decision.wait_ms, "rate limit")
+    # The claim comes last so that `submitting` means "the call is about to start or under way": nothing that
+    # can fail without reaching Bouncer sits between it and the call.
     claim = await ctx.repo.try_claim_submission(batch.id, ctx.policy.max_in_flight)
     if claim == ClaimResult.FULL:
         raise Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight")
     if claim == ClaimResult.NOT_PENDING:
         raise Defer(0, "batch changed state; looking again")
+    return emails
 
 
-async def _submit(ctx: StageContext, batch: BatchRecord) -> None:
-    emails = await ctx.repo.batch_emails(batch.id)
+async def _submit(ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail]) -> None:
+    """The paid call; every outcome is recorded so that the batch can never be created twice."""
     try:
         info = await ctx.bouncer.create_batch(emails)
     except BouncerUnavailable as exc:
