@@ -18,6 +18,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bouncer_queue.bouncer import BouncerClient, make_bouncer_client
+from bouncer_queue.bouncer.client import ApiKeyProvider
 from bouncer_queue.config import Settings
 from bouncer_queue.errors import ConfigError
 from bouncer_queue.ops.metrics import Metrics
@@ -72,6 +73,7 @@ async def open_runtime(
     *,
     bouncer_transport: httpx.AsyncBaseTransport | None = None,
     metrics: Metrics | None = None,
+    api_key: ApiKeyProvider | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open every collaborator; close them in reverse order on exit."""
     metrics = metrics or Metrics()
@@ -84,7 +86,9 @@ async def open_runtime(
         stack.push_async_callback(engine.dispose)
         repo = Repository(engine)
         limiter = RateLimiter(engine, budgets_from_settings(settings), worker=worker_name())
-        bouncer = make_bouncer_client(settings, transport=bouncer_transport, on_response=metrics.bouncer_response)
+        bouncer = make_bouncer_client(
+            settings, transport=bouncer_transport, on_response=metrics.bouncer_response, api_key=api_key
+        )
         stack.push_async_callback(bouncer.aclose)
         enqueuer = BullmqEnqueuer(
             redis.bullmq_connection(),

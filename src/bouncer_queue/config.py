@@ -38,7 +38,7 @@ class Settings(BaseSettings):
 
     # Bouncer API
     bouncer_api_key: SecretStr | None = None
-    #: A file holding the key; re-read on SIGHUP so a rotated key needs no restart.
+    #: A file holding the key; read on every request (and on SIGHUP), so a rotated key needs no restart.
     bouncer_api_key_file: Path | None = None
     bouncer_api_base_url: str = DEFAULT_BOUNCER_URL
     bouncer_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -104,6 +104,9 @@ class Settings(BaseSettings):
 
     # Operations
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    #: How often the workers process refreshes its queue, rate-limit and batch gauges.
+    metrics_refresh_seconds: float = Field(default=5.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

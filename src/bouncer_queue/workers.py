@@ -9,9 +9,10 @@ share the queues, the batch slots (in the database) and the rate-limit budget (i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from bouncer_queue.pipeline.dispatch import Dispatcher
@@ -68,14 +69,46 @@ async def run_workers(manager: QueueManager, stop: asyncio.Event) -> None:
     )
     await manager.recover()
     pool = build_pool(manager)
-    server = rt.metrics.serve(settings.metrics_port) if settings.metrics_port is not None else None
-    await pool.start()
-    log.info("workers started", extra={"action": "workers_started"})
+    async with serving_metrics(manager):
+        await pool.start()
+        log.info("workers started", extra={"action": "workers_started"})
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping workers", extra={"action": "workers_stopping"})
+            await pool.close(settings.shutdown_grace_seconds)
+            log.info("workers stopped", extra={"action": "workers_stopped"})
+
+
+@contextlib.asynccontextmanager
+async def serving_metrics(manager: QueueManager) -> AsyncIterator[None]:
+    """With METRICS_PORT set: serve the metrics, and refresh the gauges every METRICS_REFRESH_SECONDS."""
+    settings = manager.settings
+    if settings.metrics_port is None:
+        yield
+        return
+    server = manager.runtime.metrics.serve(settings.metrics_port, settings.metrics_host)
+    log.info(
+        "metrics on http://%s:%d/",
+        server.host,
+        server.port,
+        extra={"action": "metrics_serving", "host": server.host, "port": server.port},
+    )
+    refresher = asyncio.create_task(refresh_metrics(manager, settings.metrics_refresh_seconds), name="metrics")
     try:
-        await stop.wait()
+        yield
     finally:
-        log.info("stopping workers", extra={"action": "workers_stopping"})
-        await pool.close(settings.shutdown_grace_seconds)
-        if server is not None:
-            server.close()
-        log.info("workers stopped", extra={"action": "workers_stopped"})
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+        server.close()
+
+
+async def refresh_metrics(manager: QueueManager, every_seconds: float) -> None:
+    """Refresh the gauges forever; a failed refresh (Redis or the database away) is logged and retried."""
+    while True:
+        try:
+            await manager.refresh_metrics()
+        except Exception as exc:
+            log.warning("metrics refresh failed: %s", exc, extra={"action": "metrics_refresh_failed"})
+        await asyncio.sleep(every_seconds)

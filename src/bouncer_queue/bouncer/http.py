@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-from bouncer_queue.bouncer.client import BouncerClient, ResponseHook
+from bouncer_queue.bouncer.client import ApiKeyProvider, BouncerClient, ResponseHook
 from bouncer_queue.config import Settings
 
 #: Idle keep-alive connections are closed after this long, before a load balancer silently drops them.
@@ -43,8 +43,12 @@ def make_bouncer_client(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     on_response: ResponseHook | None = None,
+    api_key: ApiKeyProvider | None = None,
 ) -> BouncerClient:
-    """A BouncerClient from Settings; close it with `await client.aclose()` (it owns its AsyncClient)."""
+    """A BouncerClient from Settings; close it with `await client.aclose()` (it owns its AsyncClient).
+
+    `api_key` defaults to `settings.api_key`; pass an `ops.keys.ApiKeySource` to rotate keys while running.
+    """
     http = make_http_client(
         settings.bouncer_api_base_url,
         timeout=settings.bouncer_timeout_seconds,
@@ -52,4 +56,4 @@ def make_bouncer_client(
         max_connections=settings.bouncer_max_connections,
         transport=transport,
     )
-    return BouncerClient(http, settings.api_key, on_response=on_response)
+    return BouncerClient(http, api_key or settings.api_key, on_response=on_response)

@@ -21,6 +21,7 @@ from bouncer_queue.interfaces.runner import (
     verify_file,
     wait_for_request,
 )
+from bouncer_queue.ops.keys import ApiKeySource
 from bouncer_queue.service import QueueManager
 
 PriorityOpt = Annotated[str, typer.Option(help="CRITICAL, HIGH, NORMAL or LOW.", envvar="BOUNCER_PRIORITY")]
@@ -58,12 +59,13 @@ def verify(
 ) -> None:
     """Verify a list in one command: starts what is missing, runs the workers here, writes the results."""
     settings = load_settings()
-    setup_logging(settings)
+    redactor = setup_logging(settings, quiet=True)  # INFO lines would scroll over the progress bar
     options = SubmitOptions(
         user_id=user_id, priority=_priority(priority), column=column, max_rows=max_rows, encoding=encoding
     )
     with simulator_if_no_key(settings, console) as effective:
-        outcome = run(effective, lambda: verify_file(effective, file, options, console, output))
+        keys = ApiKeySource(effective, on_new_key=redactor.add_secret)
+        outcome = run(effective, lambda: verify_file(effective, file, options, console, output, keys))
     console.print(_summary(dict(outcome.by_status)))
     console.print(f"results written to [bold]{outcome.output}[/bold] (request {outcome.request_id})")
 
@@ -172,5 +174,6 @@ def _mask(url: str) -> str:
 def workers() -> None:
     """Run every queue worker and scheduler until SIGINT/SIGTERM (a second signal forces)."""
     settings = load_settings()
-    setup_logging(settings)
-    run(settings, lambda: serve_workers(settings, lambda: banner(settings)))
+    redactor = setup_logging(settings)
+    keys = ApiKeySource(settings, on_new_key=redactor.add_secret, load_settings=Settings)
+    run(settings, lambda: serve_workers(settings, lambda: banner(settings), keys))

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from bouncer_queue.interfaces.common import console, load_settings, run, setup_logging
 from bouncer_queue.queueing.names import ALL_QUEUES, check_queue_name
-from bouncer_queue.service import QueueManager
+from bouncer_queue.service import QueueManager, check_health
 
 T = TypeVar("T")
 
@@ -100,7 +100,9 @@ def health(
             table.add_row(str(row.recorded_at), row.status, ", ".join(row.alerts) or "-")
         console.print(table)
         return
-    report = with_manager(lambda m: m.get_health_status()).to_dict()
+    settings = load_settings()
+    setup_logging(settings)
+    report = run(settings, lambda: check_health(settings)).to_dict()
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
     else:

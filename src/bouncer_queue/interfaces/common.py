@@ -43,8 +43,10 @@ def load_settings(**overrides: object) -> Settings:
     return settings
 
 
-def setup_logging(settings: Settings) -> Redactor:
-    level = "DEBUG" if STATE.debug else level_from_env(settings.log_level)
+def setup_logging(settings: Settings, *, quiet: bool = False) -> Redactor:
+    """Configure the logs once per command; `quiet` makes WARNING the default (unless LOG_LEVEL is set)."""
+    base = "WARNING" if quiet and "log_level" not in settings.model_fields_set else settings.log_level
+    level = "DEBUG" if STATE.debug else level_from_env(base)
     json = settings.log_json if STATE.json_logs is None else STATE.json_logs
     return configure_logging(level, json=json, secrets=settings.secrets())
 

@@ -24,8 +24,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bouncer_queue.config import Settings
 from bouncer_queue.domain import Priority
 from bouncer_queue.lists import default_output_path, read_list, write_export
+from bouncer_queue.ops.keys import ApiKeySource
 from bouncer_queue.pipeline.ingest import AddResult
-from bouncer_queue.queueing.signals import on_stop
+from bouncer_queue.queueing.signals import on_reload, on_stop
 from bouncer_queue.service import QueueManager
 from bouncer_queue.storage.records import RequestProgress
 from bouncer_queue.workers import run_workers
@@ -129,12 +130,12 @@ async def running_workers(manager: QueueManager) -> AsyncIterator[asyncio.Event]
             await task
 
 
-async def serve_workers(settings: Settings, banner: Callable[[], None]) -> None:
-    """`bouncer-queue workers`: run until SIGINT/SIGTERM (a second one forces)."""
+async def serve_workers(settings: Settings, banner: Callable[[], None], keys: ApiKeySource) -> None:
+    """`bouncer-queue workers`: run until SIGINT/SIGTERM (a second one forces); SIGHUP reloads the API key."""
     stop = asyncio.Event()
-    async with QueueManager(settings) as manager:
+    async with QueueManager(settings, api_key=keys) as manager:
         banner()
-        with on_stop(stop.set):
+        with on_stop(stop.set), on_reload(keys.reload):
             await run_workers(manager, stop)
 
 
@@ -174,11 +175,16 @@ class VerifyOutcome:
 
 
 async def verify_file(
-    settings: Settings, path: Path, options: SubmitOptions, console: Console, output: Path | None = None
+    settings: Settings,
+    path: Path,
+    options: SubmitOptions,
+    console: Console,
+    output: Path | None = None,
+    keys: ApiKeySource | None = None,
 ) -> VerifyOutcome:
     """The main job: workers in-process, submit, wait with a progress bar, export beside the input."""
     out_path = output or default_output_path(path, "csv")
-    async with QueueManager(settings) as manager, running_workers(manager) as stop:
+    async with QueueManager(settings, api_key=keys) as manager, running_workers(manager) as stop:
         with on_stop(stop.set):
             submitted = await submit_file(manager, path, options)
             request_id = submitted.result.request_id

@@ -18,6 +18,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RELOAD_SIGNAL = signal.SIGHUP
 
 
 class _Stopper:
@@ -73,3 +74,16 @@ def on_stop(
             loop.remove_signal_handler(signum)
             # remove_signal_handler resets to SIG_DFL (or the default SIGINT handler); put back what was there.
             signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def on_reload(callback: Callable[[], Any], *, loop: asyncio.AbstractEventLoop | None = None) -> Iterator[None]:
+    """Within the block, SIGHUP calls `callback` (reload configuration; the process keeps running)."""
+    loop = loop or asyncio.get_running_loop()
+    previous = signal.getsignal(RELOAD_SIGNAL)
+    loop.add_signal_handler(RELOAD_SIGNAL, callback)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(RELOAD_SIGNAL)
+        signal.signal(RELOAD_SIGNAL, previous if previous is not None else signal.SIG_DFL)

@@ -85,7 +85,7 @@ def _error_handler(state: SimulatorState) -> Callable[[Request, Exception], Awai
 def _request_logger(state: SimulatorState) -> Callable[..., Awaitable[Response]]:
     async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
-        state.record_request(request.method, request.url.path, response.status_code)
+        state.record_request(request.method, request.url.path, response.status_code, api_key_of(request))
         return response
 
     return record

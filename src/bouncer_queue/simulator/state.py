@@ -203,8 +203,11 @@ class SimulatorState:
 
     # Introspection
 
-    def record_request(self, method: str, path: str, status: int) -> None:
-        self.requests.append({"method": method, "path": path, "status": status, "time": self.clock()})
+    def record_request(self, method: str, path: str, status: int, key: str | None = None) -> None:
+        """Log one request; the key only as its fingerprint, so tests can tell which key was used."""
+        record = {"method": method, "path": path, "status": status, "time": self.clock()}
+        record["key"] = fingerprint(key) if key else None
+        self.requests.append(record)
 
     def snapshot(self) -> dict[str, Any]:
         """Credits per key fingerprint, batches and counters; never the keys themselves."""

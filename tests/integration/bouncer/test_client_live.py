@@ -13,6 +13,7 @@ from pydantic import SecretStr
 from bouncer_queue.bouncer import AuthError, make_bouncer_client
 from bouncer_queue.config import Settings
 from bouncer_queue.simulator import SimulatorConfig, SimulatorServer, expected_result
+from bouncer_queue.simulator.state import fingerprint
 from bouncer_queue.storage.records import BatchEmail
 
 KEY = "sk-live-key-0042"
@@ -59,9 +60,10 @@ async def test_basic_auth_and_introspection(server: SimulatorServer) -> None:
         logged = (await http.get("/__simulator/requests")).json()
     assert credits.status_code == 200 and isinstance(credits.json()["credits"], int)
     assert KEY not in str(state)
-    assert {"method": "GET", "path": "/v1.1/credits", "status": 200} == {
+    assert {"method": "GET", "path": "/v1.1/credits", "status": 200, "key": fingerprint(KEY)} == {
         k: v for k, v in logged[-2].items() if k != "time"
     }
+    assert KEY not in str(logged)
 
 
 async def test_async_context_manager_starts_and_stops() -> None:
