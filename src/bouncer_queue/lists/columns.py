@@ -94,8 +94,11 @@ class NameColumns:
     def pick(self, cells: Sequence[str]) -> str | None:
         if self.full is not None:
             return _cell(cells, self.full) or None
-        parts = [_cell(cells, p) for p in (self.first, self.last) if p is not None]
-        return " ".join(part for part in parts if part) or None
+        first = _cell(cells, self.first) if self.first is not None else ""
+        last = _cell(cells, self.last) if self.last is not None else ""
+        if first and last:
+            return f"{first} {last}"
+        return first or last or None
 
 
 def find_name_columns(headers: Sequence[str], email: int) -> NameColumns:

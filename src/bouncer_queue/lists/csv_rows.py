@@ -12,6 +12,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -48,16 +49,22 @@ class _Layout:
     names: cols.NameColumns
 
     def to_row(self, line: int, cells: Sequence[str]) -> EmailRow | SkippedRow:
-        if self.email >= len(cells):
-            return SkippedRow(line, f"row has {len(cells)} fields, the header {len(self.headers)}: no email cell")
-        extra = {h: cells[p] for p, h in enumerate(self.headers) if p < len(cells) and p not in self._taken}
-        # Cells past the header's width are kept under positional names rather than dropped.
-        extra.update({f"column_{p + 1}": cells[p] for p in range(len(self.headers), len(cells))})
+        width = len(cells)
+        if self.email >= width:
+            return SkippedRow(line, f"row has {width} fields, the header {len(self.headers)}: no email cell")
+        if width == len(self.headers):  # the common case, and the hot loop of a million-row list
+            extra = {h: cells[p] for p, h in self._kept}
+        else:
+            extra = {h: cells[p] for p, h in self._kept if p < width}
+            # Cells past the header's width are kept under positional names rather than dropped.
+            extra.update({f"column_{p + 1}": cells[p] for p in range(len(self.headers), width)})
         return make_row(line, cells[self.email], self.names.pick(cells), extra)
 
-    @property
-    def _taken(self) -> set[int]:
-        return {self.email} if self.names.full is None else {self.email, self.names.full}
+    @cached_property
+    def _kept(self) -> tuple[tuple[int, str], ...]:
+        """(position, header) of the columns that go to `extra`: all but the email and full-name ones."""
+        taken = {self.email, self.names.full}
+        return tuple((p, h) for p, h in enumerate(self.headers) if p not in taken)
 
 
 def iter_csv(
@@ -117,19 +124,17 @@ def _email_column(path: Path, headers: tuple[str, ...], sample: list[Record], co
 def _records(reader: CsvReader, path: Path) -> Iterator[Record]:
     """(first line, cells) per record; blank lines dropped; csv.Error and runaway quotes become InputError."""
     start = 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise InputError(f"{path}: line {start}: broken CSV ({exc}); check for an unbalanced quote") from None
-        end = reader.line_num
-        if end - start >= _MAX_RECORD_LINES:
-            raise InputError(f"{path}: line {start}: a quoted cell runs over {end - start} lines; unbalanced quote?")
-        if cells:
-            yield start, cells
-        start = end + 1
+    try:
+        for cells in reader:
+            end = reader.line_num
+            if end - start >= _MAX_RECORD_LINES:
+                lines = end - start
+                raise InputError(f"{path}: line {start}: a quoted cell runs over {lines} lines; unbalanced quote?")
+            if cells:
+                yield start, cells
+            start = end + 1
+    except csv.Error as exc:
+        raise InputError(f"{path}: line {start}: broken CSV ({exc}); check for an unbalanced quote") from None
 
 
 def _check_email_cell(path: Path, line: int, cells: Sequence[str], email: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal, TextIO, get_args
+from typing import Literal, NoReturn, TextIO, get_args
 
 from bouncer_queue.errors import InputError
 from bouncer_queue.lists.csv_rows import iter_csv
@@ -66,9 +66,12 @@ class ListReader:
 
     def __iter__(self) -> Iterator[EmailRow]:
         self._reset()
+        limit = self.max_rows
         with open_text(self.path, self.encoding) as text:
             for item in self._parse(text):
-                self._count_row()
+                self.rows_read += 1
+                if limit is not None and self.rows_read > limit:
+                    self._too_many_rows()
                 if isinstance(item, SkippedRow):
                     self._skip(item)
                     continue
@@ -89,10 +92,8 @@ class ListReader:
     def _found_column(self, name: str) -> None:
         self.email_column = name
 
-    def _count_row(self) -> None:
-        self.rows_read += 1
-        if self.max_rows is not None and self.rows_read > self.max_rows:
-            raise InputError(f"{self.path}: the list has more than {self.max_rows} rows; split it or raise --max-rows")
+    def _too_many_rows(self) -> NoReturn:
+        raise InputError(f"{self.path}: the list has more than {self.max_rows} rows; split it or raise --max-rows")
 
     def _skip(self, row: SkippedRow) -> None:
         self.skipped_total += 1

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from enum import StrEnum
 from functools import wraps
+from json.encoder import encode_basestring_ascii as _json_string
 from operator import attrgetter
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -683,4 +684,11 @@ def _new_id(result: CursorResult[Any]) -> int:
 
 
 def _json(value: Mapping[str, str] | None) -> str | None:
-    return json.dumps(dict(value)) if value is not None else None
+    """json.dumps(value), byte for byte; a flat text-to-text mapping (every list row's `extra`) is encoded
+    directly, twice as fast as json.dumps, which costs seconds over a million rows."""
+    if value is None:
+        return None
+    try:
+        return "{" + ", ".join([f"{_json_string(k)}: {_json_string(v)}" for k, v in value.items()]) + "}"
+    except TypeError:  # a key or value that is not text
+        return json.dumps(dict(value))

@@ -32,6 +32,10 @@ from sqlalchemy.types import TypeDecorator
 EMAIL_LENGTH = 254
 REQUEST_ID_LENGTH = 64
 USER_ID_LENGTH = 128
+#: Bouncer_Queue leaves half of each PostgreSQL page free: every row's status is updated (submitted, then
+#: completed or failed) a whole batch at a time, and with room on the same page and `status` in no index
+#: those updates are HOT (no index entries written), which halves the cost of storing a batch's results.
+QUEUE_FILLFACTOR = 50
 
 #: SQLite only turns INTEGER PRIMARY KEY into an auto-incrementing rowid; BIGINT would stay NULL.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -109,7 +113,8 @@ class QueueModel(Base):
     __tablename__ = "Bouncer_Queue"
     __table_args__ = (
         Index(None, "batch_id"),
-        Index(None, "request_id", "status"),
+        Index(None, "request_id"),
+        {"postgresql_with": {"fillfactor": QUEUE_FILLFACTOR}},
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -169,6 +169,20 @@ async def test_export_streams_rows_in_order_joined_with_results_and_filtered(rep
     assert [row async for row in repo.iter_export("req-1", statuses=[])] == []
 
 
+async def test_extra_columns_come_back_exactly_as_ingested(repo: Repository) -> None:
+    awkward = {"note": 'say "hi"\\ \n\t', "ville": "Zürich ☃ 🎉", "": "", "n": "1"}
+    mixed: dict[str, object] = {"count": 3, "nested": {"a": [1, None]}}
+    items = [
+        EmailRow(email="a@example.com", row_number=1, extra=awkward),
+        EmailRow(email="b@example.com", row_number=2, extra=mixed),  # type: ignore[arg-type]
+        EmailRow(email="c@example.com", row_number=3),
+    ]
+    await repo.ingest_request(REQUEST, [items])
+
+    exported = [row.extra async for row in repo.iter_export("req-1")]
+    assert exported == [awkward, mixed, None]
+
+
 async def test_failed_and_dead_batches_can_be_reset_for_retry(repo: Repository) -> None:
     first, second = await ingest(repo, count=4, size=2)
     await repo.try_claim_submission(first, 5)
