@@ -13,15 +13,15 @@ from typing import Any
 from bullmq import Queue
 
 from bouncer_queue.domain import Priority
-from bouncer_queue.queueing.connection import Connection, as_bullmq_connection
+from bouncer_queue.queueing.connection import Connection
 from bouncer_queue.queueing.names import (
     ALL_QUEUES,
     CLEANUP_RATE_LIMITS,
     CLEANUP_TASKS,
     HEALTH_CHECK,
     WORK_QUEUES,
-    check_queue_name,
 )
+from bouncer_queue.queueing.queues import QueueSet
 
 #: The states `counts()` reports for every queue.
 STATES = ("waiting", "active", "completed", "failed", "delayed", "paused")
@@ -34,16 +34,10 @@ class QueueAdmin:
     """Operations on all our queues under `prefix`. Queues open on first use; close with `close()`."""
 
     def __init__(self, connection: Connection, prefix: str) -> None:
-        self._connection = as_bullmq_connection(connection)
-        self._prefix = prefix
-        self._queues: dict[str, Queue] = {}
+        self._queue_set = QueueSet(connection, prefix)
 
     def _queue(self, name: str) -> Queue:
-        queue = self._queues.get(check_queue_name(name))
-        if queue is None:
-            queue = Queue(name, {"connection": dict(self._connection), "prefix": self._prefix})
-            self._queues[name] = queue
-        return queue
+        return self._queue_set.get(name)
 
     async def queue_counts(self, queue: str) -> dict[str, int]:
         """Job counts of one queue by state (see STATES). "paused" is the waiting jobs held by a paused queue."""
@@ -118,6 +112,4 @@ class QueueAdmin:
 
     async def close(self) -> None:
         """Close every queue opened so far. Safe to call twice."""
-        queues, self._queues = self._queues, {}
-        for queue in queues.values():
-            await queue.close()
+        await self._queue_set.close()

@@ -15,8 +15,8 @@ from typing import Any
 from bullmq import Queue
 
 from bouncer_queue.pipeline.ports import JobSpec
-from bouncer_queue.queueing.connection import Connection, as_bullmq_connection
-from bouncer_queue.queueing.names import check_queue_name
+from bouncer_queue.queueing.connection import Connection
+from bouncer_queue.queueing.queues import QueueSet
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +34,11 @@ class BullmqEnqueuer:
         keep_completed: int,
         keep_failed: int,
     ) -> None:
-        self._connection = as_bullmq_connection(connection)
-        self._prefix = prefix
+        self._queue_set = QueueSet(connection, prefix)
         self._attempts = attempts
         self._backoff_ms = backoff_ms
         self._keep_completed = keep_completed
         self._keep_failed = keep_failed
-        self._queues: dict[str, Queue] = {}
 
     def job_options(self, spec: JobSpec) -> dict[str, Any]:
         """bullmq options for one spec; `spec.extra` (already camelCase, e.g. {"attempts": 1}) wins."""
@@ -59,11 +57,7 @@ class BullmqEnqueuer:
         return options
 
     def _queue(self, name: str) -> Queue:
-        queue = self._queues.get(check_queue_name(name))
-        if queue is None:
-            queue = Queue(name, {"connection": dict(self._connection), "prefix": self._prefix})
-            self._queues[name] = queue
-        return queue
+        return self._queue_set.get(name)
 
     async def enqueue(self, spec: JobSpec) -> str:
         """Add one job; return its id (the existing job's id when `job_id` was already used)."""
@@ -109,6 +103,4 @@ class BullmqEnqueuer:
 
     async def close(self) -> None:
         """Close every queue opened so far. Safe to call twice."""
-        queues, self._queues = self._queues, {}
-        for queue in queues.values():
-            await queue.close()
+        await self._queue_set.close()
