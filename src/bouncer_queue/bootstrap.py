@@ -57,10 +57,12 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:128]
 
 
-async def prepare_database(settings: Settings) -> None:
-    """Migrate the embedded SQLite default; insist that an explicit DATABASE_URL is already migrated."""
+async def prepare_database(settings: Settings, auto_migrate: bool | None = None) -> None:
+    """Migrate the embedded SQLite default (or any database when `auto_migrate`); otherwise insist that an
+    explicit DATABASE_URL is already migrated: several workers racing to migrate a shared server is worse than
+    a clear error."""
     url = settings.effective_database_url()
-    if settings.database_url is None:
+    if auto_migrate or (auto_migrate is None and settings.database_url is None):
         await migrate.upgrade(url)
         return
     if await migrate.current(url) != await migrate.head():
@@ -74,12 +76,13 @@ async def open_runtime(
     bouncer_transport: httpx.AsyncBaseTransport | None = None,
     metrics: Metrics | None = None,
     api_key: ApiKeyProvider | None = None,
+    auto_migrate: bool | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open every collaborator; close them in reverse order on exit."""
     metrics = metrics or Metrics()
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(open_redis_target(settings))
-        await prepare_database(settings)
+        await prepare_database(settings, auto_migrate)
         engine = make_engine(
             settings.effective_database_url(), pool_size=settings.database_pool_size, ssl=settings.database_ssl
         )

@@ -44,11 +44,13 @@ class QueueManager:
         bouncer_transport: httpx.AsyncBaseTransport | None = None,
         metrics: Metrics | None = None,
         api_key: ApiKeyProvider | None = None,
+        auto_migrate: bool | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._transport = bouncer_transport
         self._metrics = metrics
         self._api_key = api_key
+        self._auto_migrate = auto_migrate
         self._stack: AsyncExitStack | None = None
         self._runtime: Runtime | None = None
         self._started_at = time.monotonic()
@@ -74,7 +76,11 @@ class QueueManager:
         try:
             self._runtime = await stack.enter_async_context(
                 open_runtime(
-                    self.settings, bouncer_transport=self._transport, metrics=self._metrics, api_key=self._api_key
+                    self.settings,
+                    bouncer_transport=self._transport,
+                    metrics=self._metrics,
+                    api_key=self._api_key,
+                    auto_migrate=self._auto_migrate,
                 )
             )
         except BaseException:

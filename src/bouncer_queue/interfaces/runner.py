@@ -184,7 +184,9 @@ async def verify_file(
 ) -> VerifyOutcome:
     """The main job: workers in-process, submit, wait with a progress bar, export beside the input."""
     out_path = output or default_output_path(path, "csv")
-    async with QueueManager(settings, api_key=keys) as manager, running_workers(manager) as stop:
+    # verify is the one-command job: it brings any database it is pointed at to the current schema itself.
+    manager = QueueManager(settings, api_key=keys, auto_migrate=True)
+    async with manager, running_workers(manager) as stop:
         with on_stop(stop.set):
             submitted = await submit_file(manager, path, options)
             request_id = submitted.result.request_id
