@@ -61,10 +61,22 @@ def simulator(
         int, typer.Option(help="Batch status/download/finish/delete calls per window.", envvar=f"{_SIM}BATCH_LIMIT")
     ] = 200,
     create_limit: Annotated[int, typer.Option(help="Batch creates per window.", envvar=f"{_SIM}CREATE_LIMIT")] = 60,
+    sync_limit: Annotated[int, typer.Option(help="Batch-sync calls per window.", envvar=f"{_SIM}SYNC_LIMIT")] = 100,
+    domain_limit: Annotated[int, typer.Option(help="Domain checks per window.", envvar=f"{_SIM}DOMAIN_LIMIT")] = 1000,
+    toxicity_limit: Annotated[
+        int, typer.Option(help="Toxicity list creates per window.", envvar=f"{_SIM}TOXICITY_LIMIT")
+    ] = 10,
     window_seconds: Annotated[
         float, typer.Option(help="Rate-limit window in seconds.", envvar=f"{_SIM}WINDOW_SECONDS")
     ] = 60.0,
     fail_rate: Annotated[float, typer.Option(help="Probability of a 503 answer.", envvar=f"{_SIM}FAIL_RATE")] = 0.0,
+    latency_scale: Annotated[
+        float,
+        typer.Option(help="Real-time verify latency scale (1 = real, 0 = instant).", envvar=f"{_SIM}LATENCY_SCALE"),
+    ] = 0.01,
+    retry_after_header: Annotated[
+        bool, typer.Option(help="Send Retry-After on 429 answers.", envvar=f"{_SIM}RETRY_AFTER_HEADER")
+    ] = False,
     seed: Annotated[
         str, typer.Option(help="Seed of the result generator.", envvar=f"{_SIM}SEED")
     ] = "bouncer-simulator",
@@ -80,8 +92,13 @@ def simulator(
             max_parallel=max_parallel,
             batch_limit=batch_limit,
             create_limit=create_limit,
+            sync_limit=sync_limit,
+            domain_limit=domain_limit,
+            toxicity_limit=toxicity_limit,
             window_seconds=window_seconds,
             fail_rate=fail_rate,
+            latency_scale=latency_scale,
+            retry_after_header=retry_after_header,
             seed=seed,
         )
     except ValueError as exc:

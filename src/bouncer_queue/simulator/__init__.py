@@ -7,7 +7,8 @@ gives the answer it returns for any address.
 
 from __future__ import annotations
 
-from bouncer_queue.simulator.app import CSV_COLUMNS, create_app, deliver_callbacks
+from bouncer_queue.simulator.app import CSV_COLUMNS, create_app
+from bouncer_queue.simulator.callbacks import deliver_callbacks
 from bouncer_queue.simulator.clock import ManualClock
 from bouncer_queue.simulator.config import SimulatorConfig
 from bouncer_queue.simulator.results import SANDBOX_DOMAIN, expected_result, is_sandbox

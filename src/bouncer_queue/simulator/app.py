@@ -1,11 +1,12 @@
-"""create_app(state): the simulator's HTTP face, Bouncer's v1.1 paths plus /__simulator introspection.
+"""create_app(state): the simulator's HTTP face, Bouncer's v1.1 paths, /v1/toxicity and /__simulator introspection.
 
 Handlers only parse requests and render answers; every rule is a `SimulatorState` method. Errors are sent in
 Bouncer's shape `{"status": 404, "error": "Not Found", "message": "..."}` (status as a string with
 `string_status`). CSV downloads (`Accept: text/csv`) use the header `CSV_COLUMNS`:
 email,name,status,reason,domain,acceptAll,disposable,free,role,disabled,fullMailbox,dnsType,dnsRecord,
 provider,score,toxic,toxicity,retryAfter. When served by uvicorn, a lifespan task POSTs the final batch
-object to each batch's `?callback=` URL (loopback hosts only, a few attempts).
+object to each batch's `?callback=` URL (`callbacks.py`). Real-time verify answers after its simulated
+latency with an awaited `sleep` (injectable), so slow answers never block other requests.
 """
 
 from __future__ import annotations
@@ -17,36 +18,41 @@ import contextlib
 import csv
 import io
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bouncer_queue.simulator.callbacks import callback_loop
 from bouncer_queue.simulator.state import SimulatorHTTPError, SimulatorState, fingerprint
 
-logger = logging.getLogger(__name__)
+Sleep = Callable[[float], Awaitable[None]]
 
 CSV_COLUMNS = (
     "email,name,status,reason,domain,acceptAll,disposable,free,role,disabled,fullMailbox,"
     "dnsType,dnsRecord,provider,score,toxic,toxicity,retryAfter"
 ).split(",")
 BATCH_PATH = "/v1.1/email/verify/batch/{batch_id}"
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-_CALLBACK_TICK_SECONDS = 0.2
 
 
-def create_app(state: SimulatorState, *, callback_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
-    """The simulator as an ASGI app over `state` (use with httpx.ASGITransport or uvicorn)."""
+def create_app(
+    state: SimulatorState,
+    *,
+    callback_transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> FastAPI:
+    """The simulator as an ASGI app over `state` (use with httpx.ASGITransport or uvicorn).
+
+    `sleep` waits out real-time verify latency; tests pass a recording fake.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_callback_loop(state, callback_transport))
+        task = asyncio.create_task(callback_loop(state, callback_transport))
         try:
             yield
         finally:
@@ -56,7 +62,8 @@ def create_app(state: SimulatorState, *, callback_transport: httpx.AsyncBaseTran
 
     app = FastAPI(title="Bouncer simulator", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.simulator = state
-    app.include_router(_api_router(state))
+    app.include_router(_api_router(state, sleep))
+    app.include_router(_toxicity_router(state))
     app.include_router(_introspection_router(state))
     app.middleware("http")(_request_logger(state))
     app.add_exception_handler(SimulatorHTTPError, _error_handler(state))
@@ -64,20 +71,23 @@ def create_app(state: SimulatorState, *, callback_transport: httpx.AsyncBaseTran
     return app
 
 
-def error_response(status: int, message: str, *, string_status: bool = False) -> JSONResponse:
+def error_response(
+    status: int, message: str, *, string_status: bool = False, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """Bouncer's error body for `status`."""
     body = {"status": str(status) if string_status else status, "error": HTTPStatus(status).phrase, "message": message}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _error_handler(state: SimulatorState) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def handle(_: Request, exc: Exception) -> Response:
+        headers = None
         if isinstance(exc, SimulatorHTTPError):
-            status, message = exc.status, exc.message
+            status, message, headers = exc.status, exc.message, exc.headers
         else:
             status = getattr(exc, "status_code", 500)
             message = str(getattr(exc, "detail", "")).lower() or "error"
-        return error_response(status, message, string_status=state.config.string_status)
+        return error_response(status, message, string_status=state.config.string_status, headers=headers)
 
     return handle
 
@@ -112,8 +122,9 @@ def _guard(state: SimulatorState, request: Request, group: str) -> str:
     return key
 
 
-def _api_router(state: SimulatorState) -> APIRouter:
+def _api_router(state: SimulatorState, sleep: Sleep) -> APIRouter:
     router = APIRouter(prefix="/v1.1")
+    router.include_router(_sync_and_domain_router(state))
 
     @router.post("/email/verify/batch")
     async def create_batch(request: Request) -> Response:
@@ -157,7 +168,50 @@ def _api_router(state: SimulatorState) -> APIRouter:
             raise SimulatorHTTPError(400, "email is required")
         timeout = _timeout_param(request.query_params.get("timeout", "10"))
         toxicity = request.query_params.get("with-toxicity", "false").lower() == "true"
-        return JSONResponse(state.verify(key, email, timeout=timeout, with_toxicity=toxicity))
+        result = state.verify(key, email, timeout=timeout, with_toxicity=toxicity)
+        await sleep(state.realtime_wait(result, timeout=timeout))
+        return JSONResponse(result)
+
+    return router
+
+
+def _sync_and_domain_router(state: SimulatorState) -> APIRouter:
+    router = APIRouter()
+
+    # Declared before the batch routes so "sync" is never taken for a batch id.
+    @router.post("/email/verify/batch/sync")
+    async def batch_sync(request: Request) -> Response:
+        key = _guard(state, request, "sync")
+        return JSONResponse(state.verify_sync(key, await _email_strings(request)))
+
+    @router.get("/domain")
+    async def domain(request: Request) -> Response:
+        key = _guard(state, request, "domain")
+        return JSONResponse(state.verify_domain(key, request.query_params.get("domain", "")))
+
+    return router
+
+
+def _toxicity_router(state: SimulatorState) -> APIRouter:
+    router = APIRouter(prefix="/v1/toxicity/list")
+
+    @router.post("")
+    async def create(request: Request) -> Response:
+        key = _guard(state, request, "toxicity")
+        return JSONResponse(state.create_toxicity_list(key, await _email_strings(request)))
+
+    @router.get("/{list_id}")
+    async def status(request: Request, list_id: str) -> Response:
+        return JSONResponse(state.toxicity_status(_guard(state, request, "toxicity_read"), list_id))
+
+    @router.get("/{list_id}/data")
+    async def data(request: Request, list_id: str) -> Response:
+        return JSONResponse(state.toxicity_data(_guard(state, request, "toxicity_read"), list_id))
+
+    @router.delete("/{list_id}")
+    async def delete(request: Request, list_id: str) -> Response:
+        state.delete_toxicity_list(_guard(state, request, "toxicity_read"), list_id)
+        return JSONResponse({})
 
     return router
 
@@ -187,6 +241,17 @@ async def _batch_entries(request: Request) -> list[tuple[str, str | None]]:
     if not isinstance(body, list):
         raise SimulatorHTTPError(400, "body must be an array of {email, name}")
     return [_entry(item) for item in body]
+
+
+async def _email_strings(request: Request) -> list[str]:
+    """The JSON array of address strings that batch-sync and toxicity take."""
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise SimulatorHTTPError(400, "invalid json body") from None
+    if not isinstance(body, list) or not all(isinstance(item, str) for item in body):
+        raise SimulatorHTTPError(400, "body must be an array of email strings")
+    return body
 
 
 def _entry(item: Any) -> tuple[str, str | None]:
@@ -236,33 +301,3 @@ def _introspection_router(state: SimulatorState) -> APIRouter:
         return JSONResponse({"key": fingerprint(key), "credits": credits})
 
     return router
-
-
-async def deliver_callbacks(state: SimulatorState, http: httpx.AsyncClient, *, attempts: int | None = None) -> int:
-    """POST every due callback (loopback URLs only), retrying each a few times; return how many arrived."""
-    delivered = 0
-    for url, body in state.take_callbacks():
-        if urlsplit(url).hostname not in _LOOPBACK:
-            logger.warning("simulator callback to a non-loopback host dropped", extra={"action": "callback_dropped"})
-            continue
-        delivered += await _post_with_retries(http, url, body, attempts or state.config.callback_attempts)
-    return delivered
-
-
-async def _post_with_retries(http: httpx.AsyncClient, url: str, body: dict[str, Any], attempts: int) -> int:
-    for attempt in range(attempts):
-        try:
-            response = await http.post(url, json=body)
-            if response.is_success:
-                return 1
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.1 * (attempt + 1))
-    return 0
-
-
-async def _callback_loop(state: SimulatorState, transport: httpx.AsyncBaseTransport | None) -> None:
-    async with httpx.AsyncClient(transport=transport, timeout=5.0) as http:
-        while True:
-            await asyncio.sleep(_CALLBACK_TICK_SECONDS)
-            await deliver_callbacks(state, http)

@@ -25,7 +25,14 @@ class SimulatorConfig:
     create_limit: int = 60
     credits_limit: int = 10
     verify_limit: int = 1000
+    #: Batch-sync requests per window (Bouncer: 100/min, sent sequentially).
+    sync_limit: int = 100
+    domain_limit: int = 1000
+    #: Toxicity list creates per window; its status, data and delete calls share `batch_limit`.
+    toxicity_limit: int = 10
     window_seconds: float = 60.0
+    #: Add a Retry-After header (whole seconds until the window frees) to 429s; Bouncer documents none.
+    retry_after_header: bool = False
     #: Probability of answering 503 instead of serving a request (drawn from `seed` and a request counter).
     fail_rate: float = 0.0
     seed: str = "bouncer-simulator"
@@ -40,11 +47,20 @@ class SimulatorConfig:
     #: On finish, return the unverified emails as `unknown` instead of dropping them.
     finish_returns_unknown: bool = False
     max_batch_size: int = 100_000
+    max_sync_size: int = 10_000
+    #: How long a batch-sync result is cached per key; a repeat within it is answered again free of charge.
+    sync_cache_seconds: float = 86_400.0
+    #: Multiplies real-time verify latency (typically a few hundred ms, slow domains up to `timeout`); 0 = instant.
+    latency_scale: float = 0.01
+    #: Share of toxicity lists that end in `error` (drawn from `seed` and the list's addresses).
+    toxicity_error_rate: float = 0.02
     #: Attempts to POST a batch's final status to its callback URL.
     callback_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.speed <= 0 or self.max_parallel < 1 or self.window_seconds <= 0:
             raise ValueError("speed, max_parallel and window_seconds must be positive")
-        if not 0.0 <= self.fail_rate <= 1.0:
-            raise ValueError("fail_rate must be between 0 and 1")
+        if not 0.0 <= self.fail_rate <= 1.0 or not 0.0 <= self.toxicity_error_rate <= 1.0:
+            raise ValueError("fail_rate and toxicity_error_rate must be between 0 and 1")
+        if self.latency_scale < 0 or self.sync_cache_seconds < 0:
+            raise ValueError("latency_scale and sync_cache_seconds must not be negative")

@@ -20,3 +20,8 @@ class SlidingWindows:
             return False
         hits.append(now)
         return True
+
+    def retry_after(self, key: str, group: str, *, now: float, window: float) -> float:
+        """Seconds until the oldest counted request of (key, group) leaves the window (0 if none is counted)."""
+        hits = self._hits.get((key, group))
+        return max(0.0, hits[0] + window - now) if hits else 0.0

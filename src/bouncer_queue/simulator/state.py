@@ -2,36 +2,42 @@
 
 Every Bouncer rule lives here as a method the HTTP layer (`app.py`) calls after parsing: authentication,
 rate limits and 503 injection (`admit`), credit reservation at create, settlement at completion and refunds
-on finish. Failures are raised as `SimulatorHTTPError(status, message)`, which the app renders in Bouncer's
-error shape. Nothing here is module-global: each test builds its own state with its own clock.
+on finish, real-time verify (and how long it takes), batch-sync with its per-key result cache, the domain
+check and toxicity lists. Failures are raised as `SimulatorHTTPError(status, message)`, which the app
+renders in Bouncer's error shape. Nothing here is module-global: each test builds its own state with its own clock.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from bouncer_queue.emails import dedup_key
+from bouncer_queue.simulator import toxicity
 from bouncer_queue.simulator.batches import COMPLETED, PROCESSING, QUEUED, STATUSES, Batch, advance, settle
+from bouncer_queue.simulator.cache import ResultCache
 from bouncer_queue.simulator.config import SimulatorConfig
+from bouncer_queue.simulator.latency import latency_seconds, wait_seconds
 from bouncer_queue.simulator.ratelimit import SlidingWindows
-from bouncer_queue.simulator.results import expected_result, is_sandbox
+from bouncer_queue.simulator.results import SANDBOX_DOMAIN, expected_domain, expected_result, is_sandbox
 
 Clock = Callable[[], float]
 DOWNLOAD_FILTERS = ("all", *STATUSES)
-RATE_GROUPS = ("batch", "create", "credits", "verify")
+RATE_GROUPS = ("batch", "create", "credits", "verify", "sync", "domain", "toxicity", "toxicity_read")
 
 
 class SimulatorHTTPError(Exception):
-    """A Bouncer error answer: HTTP status and Bouncer's lower-case message."""
+    """A Bouncer error answer: HTTP status, Bouncer's lower-case message and any extra response headers."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{status} {message}")
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def fingerprint(key: str) -> str:
@@ -52,6 +58,8 @@ class SimulatorState:
         self._windows = SlidingWindows()
         self._request_counter = 0
         self._callbacks: list[tuple[str, dict[str, Any]]] = []
+        self._sync_cache = ResultCache(self.config.sync_cache_seconds)
+        self._toxicity = toxicity.ToxicityLists()
 
     def __repr__(self) -> str:
         return f"SimulatorState(batches={len(self._batches)}, accounts={len(self._balances)})"
@@ -71,14 +79,28 @@ class SimulatorState:
         self._request_counter += 1
         if self._injected_failure(self._request_counter):
             raise SimulatorHTTPError(503, "service unavailable")
-        limit = {
-            "batch": self.config.batch_limit,
-            "create": self.config.create_limit,
-            "credits": self.config.credits_limit,
-            "verify": self.config.verify_limit,
+        now, window = self.clock(), self.config.window_seconds
+        if not self._windows.admit(key, group, now=now, limit=self._limit(group), window=window):
+            raise SimulatorHTTPError(429, "too many requests", headers=self._retry_after(key, group, now))
+
+    def _limit(self, group: str) -> int:
+        config = self.config
+        return {
+            "batch": config.batch_limit,
+            "create": config.create_limit,
+            "credits": config.credits_limit,
+            "verify": config.verify_limit,
+            "sync": config.sync_limit,
+            "domain": config.domain_limit,
+            "toxicity": config.toxicity_limit,
+            "toxicity_read": config.batch_limit,
         }[group]
-        if not self._windows.admit(key, group, now=self.clock(), limit=limit, window=self.config.window_seconds):
-            raise SimulatorHTTPError(429, "too many requests")
+
+    def _retry_after(self, key: str, group: str, now: float) -> dict[str, str] | None:
+        if not self.config.retry_after_header:
+            return None
+        seconds = self._windows.retry_after(key, group, now=now, window=self.config.window_seconds)
+        return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
     def _injected_failure(self, counter: int) -> bool:
         if self.config.fail_rate <= 0:
@@ -91,6 +113,13 @@ class SimulatorState:
 
     def set_credits(self, key: str, credits: int) -> None:
         self._balances[key] = credits
+
+    def _charge(self, key: str, cost: int, message: str | None = None) -> None:
+        """Take `cost` credits, or refuse with 402 (default message "<balance> credits left")."""
+        balance = self.credits_of(key)
+        if cost > balance:
+            raise SimulatorHTTPError(402, message or f"{balance} credits left")
+        self._balances[key] = balance - cost
 
     # Batches
 
@@ -191,15 +220,97 @@ class SimulatorState:
 
     def verify(self, key: str, email: str, *, timeout: int, with_toxicity: bool) -> dict[str, Any]:
         """One real-time result; 1 credit (+1 with toxicity), sandbox addresses free."""
-        cost = 0 if is_sandbox(email) else 1 + int(with_toxicity)
-        balance = self.credits_of(key)
-        if cost > balance:
-            raise SimulatorHTTPError(402, f"{balance} credits left")
-        self._balances[key] = balance - cost
+        self._charge(key, 0 if is_sandbox(email) else 1 + int(with_toxicity))
         result = expected_result(email, self.config.seed, realtime=True, timeout=timeout, now=self.clock())
         if with_toxicity:
             result["toxic"] = "yes" if result.get("toxicity", 0) >= 3 else "no"
         return result
+
+    def realtime_wait(self, result: dict[str, Any], *, timeout: int) -> float:
+        """Seconds (scaled by `latency_scale`) the real-time answer `result` takes to arrive."""
+        latency = latency_seconds(result["email"], self.config.seed)
+        return wait_seconds(result, latency, timeout, self.config.latency_scale)
+
+    # Batch-sync and domain
+
+    def verify_sync(self, key: str, emails: Sequence[str]) -> list[dict[str, Any]]:
+        """Batch-sync results in request order; cached addresses (per key, within the TTL) cost nothing."""
+        if not emails:
+            raise SimulatorHTTPError(400, "no emails provided")
+        if len(emails) > self.config.max_sync_size:
+            raise SimulatorHTTPError(400, "too many emails")
+        now = self.clock()
+        answers = [self._sync_cache.get(key, email, now=now) for email in emails]
+        fresh: dict[str, dict[str, Any]] = {}
+        for email, cached in zip(emails, answers, strict=True):
+            if cached is None:
+                fresh.setdefault(dedup_key(email), expected_result(email, self.config.seed, now=now))
+        self._charge(key, sum(self._charged(result) for result in fresh.values()))
+        for result in fresh.values():
+            self._sync_cache.put(key, result["email"], result, now=now)
+        return [
+            cached or {**fresh[dedup_key(email)], "email": email.strip()}
+            for email, cached in zip(emails, answers, strict=True)
+        ]
+
+    def _charged(self, result: dict[str, Any]) -> bool:
+        return not is_sandbox(result["email"]) and (self.config.charge_unknown or result["status"] != "unknown")
+
+    def verify_domain(self, key: str, domain: str) -> dict[str, Any]:
+        """GET /v1.1/domain: 1 credit (the sandbox domain is free), `{"domain": {...}}`."""
+        name = domain.strip()
+        if not name:
+            raise SimulatorHTTPError(400, "domain is required")
+        self._charge(key, 0 if name.lower() == SANDBOX_DOMAIN else 1)
+        return expected_domain(name, self.config.seed)
+
+    # Toxicity lists
+
+    def create_toxicity_list(self, key: str, emails: Sequence[str]) -> dict[str, Any]:
+        """Start a toxicity job over the unique addresses; 1 credit each (sandbox free), refunded on `error`."""
+        if not emails:
+            raise SimulatorHTTPError(400, "no emails provided")
+        if len(emails) > self.config.max_batch_size:
+            raise SimulatorHTTPError(400, "too many emails")
+        first_spelling: dict[str, str] = {}
+        for email in emails:
+            first_spelling.setdefault(dedup_key(email), email.strip())
+        unique = list(first_spelling.values())
+        cost = sum(not is_sandbox(email) for email in unique)
+        self._charge(key, cost, f"not enough credits, {cost} required")
+        now, config = self.clock(), self.config
+        job = self._toxicity.add(
+            key,
+            unique,
+            now=now,
+            charged=cost,
+            ready_at=now + config.queue_delay_seconds + len(unique) / config.speed,
+            fails=toxicity.fails(unique, config.seed, config.toxicity_error_rate),
+        )
+        return job.view()
+
+    def toxicity_status(self, key: str, list_id: str) -> dict[str, Any]:
+        return self._toxicity_list(key, list_id).view()
+
+    def toxicity_data(self, key: str, list_id: str) -> list[dict[str, Any]]:
+        """`[{"email", "toxicity"}]` of a completed list; 400 while processing or after an error."""
+        job = self._toxicity_list(key, list_id)
+        if job.status == toxicity.ERROR:
+            raise SimulatorHTTPError(400, "list processing failed")
+        if job.status != toxicity.COMPLETED:
+            raise SimulatorHTTPError(400, "processing is not completed yet")
+        return job.data(self.config.seed)
+
+    def delete_toxicity_list(self, key: str, list_id: str) -> None:
+        self._toxicity.remove(self._toxicity_list(key, list_id).id)
+
+    def _toxicity_list(self, key: str, list_id: str) -> toxicity.ToxicityList:
+        job = self._toxicity.get(key, list_id)
+        if job is None:
+            raise SimulatorHTTPError(404, "list not found")
+        if job.refresh(self.clock()):
+            self._balances[key] = self.credits_of(key) + job.charged
+        return job
 
     # Introspection
 
@@ -223,6 +334,8 @@ class SimulatorState:
             "batches": batches,
             "batch_creations": self.batch_creations,
             "processing": sum(1 for b in self._batches.values() if b.status == PROCESSING),
+            "sync_cached": len(self._sync_cache),
+            "toxicity_lists": len(self._toxicity),
         }
 
 
