@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from bouncer_queue.errors import QueueBackendError
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.housekeeping import Housekeeping
 from bouncer_queue.queueing.worker import JobContext, WorkerPool, build_workers
@@ -73,11 +74,30 @@ async def run_workers(manager: QueueManager, stop: asyncio.Event) -> None:
         await pool.start()
         log.info("workers started", extra={"action": "workers_started"})
         try:
-            await stop.wait()
+            died = await _until_stopped_or_dead(pool, stop)
         finally:
             log.info("stopping workers", extra={"action": "workers_stopping"})
             await pool.close(settings.shutdown_grace_seconds)
             log.info("workers stopped", extra={"action": "workers_stopped"})
+    if died is not None:
+        # A queue nobody serves is worse than a process that exits: the supervisor restarts us.
+        raise QueueBackendError(f"the worker of {died} stopped unexpectedly; all workers were stopped")
+
+
+async def _until_stopped_or_dead(pool: WorkerPool, stop: asyncio.Event) -> str | None:
+    """Wait for `stop`; or for a worker's loop to end on its own, returning which."""
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    dying = asyncio.create_task(pool.wait_until_one_stops(), name="worker-watch")
+    done, pending = await asyncio.wait({stopping, dying}, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if dying in done and not stop.is_set():
+        died = dying.result()
+        log.error("worker stopped unexpectedly: %s", died, extra={"action": "worker_died", "queue": died})
+        return died
+    return None
 
 
 @contextlib.asynccontextmanager

@@ -174,6 +174,16 @@ class WorkerPool:
             self._tasks.append(asyncio.create_task(worker.run(), name=f"bullmq-worker:{queue}"))
         logger.info("workers started", extra={"action": "workers_started", "queues": self.queues})
 
+    async def wait_until_one_stops(self) -> str:
+        """Return the queue of the first worker whose run loop ends. Before close() that is a failure: bullmq
+        prints the error and returns, and that queue would silently stop being served."""
+        if not self._tasks:
+            raise RuntimeError("the WorkerPool is not started")
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        task = done.pop()
+        error = None if task.cancelled() else task.exception()
+        return task.get_name().removeprefix("bullmq-worker:") + (f" ({error!r})" if error else "")
+
     def running_jobs(self) -> list[RunningJob]:
         """The jobs being processed right now, by every worker."""
         return [
