@@ -23,8 +23,8 @@ dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: jobs gi
 db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.")
 
 
-def with_manager(call: Callable[[QueueManager], Awaitable[T]]) -> T:
-    """Open the system, run one service call, close it."""
+def with_manager(call: Callable[[QueueManager], Awaitable[T]], *, interrupt_ends: bool = False) -> T:
+    """Open the system, run one service call, close it (see `run` for `interrupt_ends`)."""
     settings = load_settings()
     setup_logging(settings)
 
@@ -32,7 +32,7 @@ def with_manager(call: Callable[[QueueManager], Awaitable[T]]) -> T:
         async with QueueManager(settings) as manager:
             return await call(manager)
 
-    return run(settings, go)
+    return run(settings, go, interrupt_ends=interrupt_ends)
 
 
 def _queue(name: str) -> str:
@@ -55,24 +55,37 @@ def stats_table(counts: dict[str, dict[str, int]]) -> Table:
 
 def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    watch: Annotated[float | None, typer.Option(help="Refresh every N seconds until Ctrl+C.")] = None,
+    watch: Annotated[float | None, typer.Option(help="Refresh every N seconds until Ctrl+C.", min=0.1)] = None,
 ) -> None:
     """Job counts of every queue (the seed's console.table of getQueueStats)."""
     if watch is None:
-        counts = with_manager(lambda m: m.get_queue_stats())
-        if as_json:
-            typer.echo(json.dumps(counts, indent=2, sort_keys=True))
-        else:
-            console.print(stats_table(counts))
+        _print_stats(with_manager(lambda m: m.get_queue_stats()), as_json)
         return
+    every = watch
 
-    async def loop(manager: QueueManager) -> None:
+    async def redraw(manager: QueueManager) -> None:
         with Live(stats_table(await manager.get_queue_stats()), console=console) as live:
             while True:
-                await asyncio.sleep(watch)
+                await asyncio.sleep(every)
                 live.update(stats_table(await manager.get_queue_stats()))
 
-    with_manager(loop)
+    async def append(manager: QueueManager) -> None:
+        while True:
+            _print_stats(await manager.get_queue_stats(), as_json, compact=True)
+            await asyncio.sleep(every)
+
+    # A terminal gets one table redrawn in place; a pipe or a file gets every refresh appended (JSON: one line each).
+    in_place = console.is_terminal and not as_json
+    with_manager(redraw if in_place else append, interrupt_ends=True)
+
+
+def _print_stats(counts: dict[str, dict[str, int]], as_json: bool, *, compact: bool = False) -> None:
+    if not as_json:
+        console.print(stats_table(counts))
+    elif compact:
+        typer.echo(json.dumps(counts, sort_keys=True))
+    else:
+        typer.echo(json.dumps(counts, indent=2, sort_keys=True))
 
 
 def _health_table(report: dict[str, object]) -> Table:

@@ -51,8 +51,12 @@ def setup_logging(settings: Settings, *, quiet: bool = False) -> Redactor:
     return configure_logging(level, json=json, secrets=settings.secrets())
 
 
-def run(settings: Settings, make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine; a VerifierError becomes a one-line message and exit code 1."""
+def run(settings: Settings, make: Callable[[], Awaitable[T]], *, interrupt_ends: bool = False) -> T:
+    """Run a coroutine; a VerifierError becomes a one-line message and exit code 1.
+
+    Ctrl+C exits 130 with a note that queued work is kept, unless `interrupt_ends`: then Ctrl+C is the normal
+    way to end the command (a `--watch`) and exits 0 quietly.
+    """
     redactor = Redactor(settings.secrets())
     try:
         return asyncio.run(_call(make))
@@ -60,6 +64,8 @@ def run(settings: Settings, make: Callable[[], Awaitable[T]]) -> T:
         err_console.print(f"[red]error:[/red] {redactor.redact(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
+        if interrupt_ends:
+            raise typer.Exit(0) from None
         err_console.print("[yellow]interrupted; work in progress stays queued and resumes with the workers[/yellow]")
         raise typer.Exit(130) from None
 

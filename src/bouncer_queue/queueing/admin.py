@@ -106,9 +106,16 @@ class QueueAdmin:
     async def upsert_schedulers(self, health_every_ms: int, cleanup_every_ms: int) -> None:
         """Create or update the repeating health-check and cleanup-rate-limits jobs on cleanup-tasks (idempotent)."""
         queue = self._queue(CLEANUP_TASKS)
+        health_every_ms, cleanup_every_ms = int(health_every_ms), int(cleanup_every_ms)
+        # getJobSchedulers, not getJobScheduler: bullmq's getJobScheduler raises for an id that does not exist.
+        every_now = {s["key"]: s.get("every") for s in await queue.getJobSchedulers()}
         for job_name, every_ms in ((HEALTH_CHECK, health_every_ms), (CLEANUP_RATE_LIMITS, cleanup_every_ms)):
+            if every_now.get(job_name, every_ms) != every_ms:
+                # bullmq keeps the old interval's offset when `every` changes; after a late run it then waits up to a
+                # whole old interval (a minute for the health check) before firing again. Start the scheduler afresh.
+                await queue.removeJobScheduler(job_name)
             opts: dict[str, Any] = {"priority": int(Priority.LOW), "removeOnComplete": 100, "removeOnFail": 100}
-            await queue.upsertJobScheduler(job_name, {"every": int(every_ms)}, job_name, {}, opts)
+            await queue.upsertJobScheduler(job_name, {"every": every_ms}, job_name, {}, opts)
 
     async def close(self) -> None:
         """Close every queue opened so far. Safe to call twice."""

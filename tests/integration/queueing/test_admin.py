@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,6 +104,32 @@ async def test_upsert_schedulers_is_idempotent(target: RedisTarget, queue_prefix
         assert all(job.priority > 0 for job in jobs)
     finally:
         await queue.close()
+
+
+async def test_a_changed_interval_keeps_firing_after_a_late_run(
+    target: RedisTarget, queue_prefix: str, start_workers: Any, eventually: Any, admin: QueueAdmin
+) -> None:
+    # Workers once started with the default 60 s interval, now with 1 s. bullmq kept the 60 s scheduler's offset
+    # (up to 59 s), so a run picked up late put the next one up to a minute away: "the health check stopped
+    # firing, two delayed jobs were never promoted".
+    await admin.upsert_schedulers(health_every_ms=60_000, cleanup_every_ms=300_000)
+    await admin.upsert_schedulers(health_every_ms=1_000, cleanup_every_ms=300_000)
+    runs: list[str] = []
+
+    async def process(name: str, data: Mapping[str, Any], ctx: JobContext) -> None:
+        runs.append(name)
+        if name == "health-check":
+            await asyncio.sleep(2.5)  # over twice the interval: the second run is picked up late
+
+    await start_workers(process)
+    await eventually(lambda: runs.count("health-check") >= 2)
+    queue = Queue("cleanup-tasks", {"connection": target.bullmq_connection(), "prefix": queue_prefix})
+    try:
+        scheduler = await queue.getJobScheduler("health-check")
+    finally:
+        await queue.close()
+    # The run after a late one is due within one interval, whatever the scheduler's history.
+    assert scheduler["every"] == 1_000 and scheduler["next"] <= time.time() * 1000 + 1_000
 
 
 async def test_an_unknown_queue_is_refused(admin: QueueAdmin) -> None:
