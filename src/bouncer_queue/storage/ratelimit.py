@@ -24,7 +24,7 @@ import hashlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Table, delete, false, func, insert, select, update
@@ -32,9 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bouncer_queue.config import Settings
 from bouncer_queue.errors import ConfigError
-from bouncer_queue.storage.boundary import translate_errors
-from bouncer_queue.storage.db import READ_ONLY_OPTION, mask_url
 from bouncer_queue.storage.tables import Base
+from bouncer_queue.storage.transactions import Database
 
 #: Every batch-endpoint call: create, status, download, finish, delete.
 BATCH = "batch"
@@ -109,8 +108,7 @@ class RateLimiter:
         self._worker = worker
         self._retention_seconds = retention_seconds
         self._table: Table = Base.metadata.tables[_TABLE_NAME]
-        self._masked_url = mask_url(engine.url)
-        self._password = engine.url.password
+        self._db = Database(engine)
 
     @property
     def budgets(self) -> Mapping[str, Budget]:
@@ -119,7 +117,7 @@ class RateLimiter:
     async def acquire(self, budgets: Sequence[str], endpoint: str) -> Decision:
         """Take one slot in every budget named, all or nothing; or say how long until that is possible."""
         names = self._checked(budgets)
-        async with self._errors("acquire a rate-limit slot"), self._locked(names) as conn:
+        async with self._db.guard("acquire a rate-limit slot"), self._locked(names) as conn:
             now = self._clock()
             waits = [await self._seconds_until_free(conn, name, now) for name in names]
             if any(waits):
@@ -142,7 +140,7 @@ class RateLimiter:
         age = self._retention_seconds if older_than_seconds is None else older_than_seconds
         # Never delete a row some window still counts, whatever the caller asked for.
         age = max([age, *(b.window_seconds for b in self._budgets.values())])
-        async with self._errors("clean up the rate-limit log"), self._engine.begin() as conn:
+        async with self._db.guard("clean up the rate-limit log"), self._db.write() as conn:
             result = await conn.execute(delete(self._table).where(self._table.c.requested_at < self._clock() - age))
             return result.rowcount
 
@@ -156,9 +154,6 @@ class RateLimiter:
         if unknown:
             raise ValueError(f"unknown rate-limit budget(s) {unknown}; configured: {sorted(self._budgets)}")
         return names
-
-    def _errors(self, operation: str) -> AbstractAsyncContextManager[None]:
-        return translate_errors(self._masked_url, operation, self._password)
 
     async def _seconds_until_free(self, conn: AsyncConnection, name: str, now: float) -> float:
         """0 when `name` has a free slot at `now`; else the seconds until its window drops enough rows."""
@@ -180,7 +175,7 @@ class RateLimiter:
     async def _usage(self, names: Sequence[str]) -> dict[str, tuple[int, int]]:
         t = self._table
         found: dict[str, tuple[int, int]] = {}
-        async with self._errors("read rate-limit usage"), self._reading() as conn:
+        async with self._db.guard("read rate-limit usage"), self._db.read() as conn:
             now = self._clock()
             for name in names:
                 budget = self._budgets[name]
@@ -188,13 +183,6 @@ class RateLimiter:
                 used = await conn.scalar(select(func.count()).select_from(t).where(*window))
                 found[name] = (int(used or 0), budget.max_requests)
         return found
-
-    @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as conn:
-            conn = await conn.execution_options(**{READ_ONLY_OPTION: True})
-            async with conn.begin():
-                yield conn
 
     @asynccontextmanager
     async def _locked(self, names: Sequence[str]) -> AsyncIterator[AsyncConnection]:

@@ -1,0 +1,149 @@
+"""Results: storing a downloaded batch's verifications (the last pipeline stage) and exporting a request with them.
+
+`store_results` upserts through storage/bulk.py and settles the batch and its emails in the same transaction, so
+a crash never leaves results without their states. `iter_export` streams a request's rows joined with their
+results from a server-side cursor. Result emails are stored lower-cased and matched case-insensitively.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import datetime
+from operator import attrgetter
+from typing import Any
+
+from sqlalchemy import Row, case, func, select, text, update
+
+from bouncer_queue.domain import BatchState, EmailState
+from bouncer_queue.storage import bulk
+from bouncer_queue.storage.batches import batch_update, email_counts
+from bouncer_queue.storage.records import ExportRow, ResultRow, StoreTotals
+from bouncer_queue.storage.tables import BatchModel, QueueModel, ResultModel, utcnow
+from bouncer_queue.storage.transactions import Queries, translated
+
+EXPORT_CHUNK_ROWS = 1_000
+
+_RESULT_FIELDS = (
+    "status",
+    "reason",
+    "score",
+    "domain",
+    "accept_all",
+    "disposable",
+    "free",
+    "role",
+    "disabled",
+    "full_mailbox",
+    "provider",
+    "toxic",
+    "toxicity",
+)
+_result_fields = attrgetter(*_RESULT_FIELDS)
+_RESULT_COLUMNS = ("request_id", "email", "batch_id", *_RESULT_FIELDS, "raw", "verified_at")
+_RESULT_KEY = ("request_id", "email")
+
+
+class ResultQueries(Queries):
+    """Writes of Bouncer_Results with the settlement they imply, and the export that reads them back."""
+
+    @translated("store results")
+    async def store_results(self, batch_id: int, results: Sequence[ResultRow]) -> StoreTotals:
+        now = utcnow()
+        async with self._db.write() as conn:
+            request_id = await conn.scalar(select(BatchModel.request_id).where(BatchModel.id == batch_id))
+            if request_id is None:
+                raise LookupError(f"no batch {batch_id}")
+            rows = _result_rows(request_id, batch_id, results, now)
+            await bulk.upsert_rows(conn, ResultModel.__tablename__, _RESULT_COLUMNS, _RESULT_KEY, rows)
+            if conn.dialect.name == "postgresql":
+                # JIT compilation costs more than it saves on this one-pass update of up to BATCH_SIZE rows.
+                await conn.execute(text("SET LOCAL jit = off"))
+            await conn.execute(_settle_emails(batch_id, now))
+            await conn.execute(
+                batch_update(batch_id).values(
+                    status=BatchState.DOWNLOADED.value,
+                    downloaded_at=now,
+                    completed_at=func.coalesce(BatchModel.completed_at, now),
+                    updated_at=now,
+                )
+            )
+            counts = await email_counts(conn, QueueModel.batch_id == batch_id)
+        completed = counts.get(EmailState.COMPLETED.value, 0)
+        return StoreTotals(
+            stored=len(rows), emails_completed=completed, emails_missing=sum(counts.values()) - completed
+        )
+
+    async def iter_export(self, request_id: str, statuses: Collection[str] | None = None) -> AsyncIterator[ExportRow]:
+        # Translated around the whole stream, not per call: the errors come while iterating.
+        query = _export_query(request_id, statuses)
+        async with self._db.guard("export a request"), self._db.read() as conn:
+            result = await conn.stream(query.execution_options(yield_per=EXPORT_CHUNK_ROWS))
+            async for row in result:
+                yield _export_row(row)
+
+
+def _settle_emails(batch_id: int, now: datetime) -> Any:
+    has_result = (
+        select(ResultModel.id)
+        .where(ResultModel.request_id == QueueModel.request_id, ResultModel.email == func.lower(QueueModel.email))
+        .exists()
+    )
+    state = case((has_result, EmailState.COMPLETED.value), else_=EmailState.FAILED.value)
+    return update(QueueModel).where(QueueModel.batch_id == batch_id).values(status=state, updated_at=now)
+
+
+def _result_rows(request_id: str, batch_id: int, results: Sequence[ResultRow], now: datetime) -> list[bulk.Row]:
+    by_email: dict[str, bulk.Row] = {}
+    for r in results:
+        email = r.email.strip().lower()
+        # Last one wins on a repeated address, as the upsert would; PostgreSQL refuses one row twice per statement.
+        by_email[email] = (
+            request_id,
+            email,
+            batch_id,
+            *_result_fields(r),
+            json.dumps(dict(r.raw)),
+            now,
+        )
+    return list(by_email.values())
+
+
+def _export_query(request_id: str, statuses: Collection[str] | None) -> Any:
+    joined = QueueModel.__table__.outerjoin(
+        ResultModel.__table__,
+        (ResultModel.request_id == QueueModel.request_id) & (ResultModel.email == func.lower(QueueModel.email)),
+    )
+    query = (
+        select(
+            QueueModel.email,
+            QueueModel.name,
+            QueueModel.row_number,
+            QueueModel.extra,
+            QueueModel.status.label("state"),
+            ResultModel.status,
+            ResultModel.reason,
+            ResultModel.score,
+            ResultModel.raw,
+        )
+        .select_from(joined)
+        .where(QueueModel.request_id == request_id)
+        .order_by(QueueModel.id)
+    )
+    if statuses is not None:
+        query = query.where(ResultModel.status.in_(list(statuses)))
+    return query
+
+
+def _export_row(row: Row[Any]) -> ExportRow:
+    return ExportRow(
+        email=row.email,
+        name=row.name,
+        row_number=row.row_number,
+        extra=row.extra,
+        state=row.state,
+        status=row.status,
+        reason=row.reason,
+        score=row.score,
+        raw=row.raw,
+    )
