@@ -112,9 +112,20 @@ async def _submit(ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail
             raise
         raise PermanentFailure(type(exc).__name__, str(exc)) from exc
     state = BatchState.PROCESSING if info.status == "processing" else BatchState.QUEUED
-    await ctx.repo.record_batch_submitted(
-        batch.id, info.batch_id, info.quantity or len(emails), info.duplicates or 0, state
-    )
+    try:
+        await ctx.repo.record_batch_submitted(
+            batch.id, info.batch_id, info.quantity or len(emails), info.duplicates or 0, state
+        )
+    except Exception as exc:
+        # Paid for, but not in the ledger: the batch stays `submitting` (never resubmitted), and this line is
+        # where an operator finds Bouncer's id to reconcile it.
+        log.critical(
+            "Bouncer created batch %s but it could not be recorded: %s",
+            info.batch_id,
+            exc,
+            extra=event("batch_not_recorded", batch, bouncer_batch_id=info.batch_id),
+        )
+        raise PermanentFailure("SubmissionNotRecorded", f"Bouncer batch {info.batch_id} was created: {exc}") from exc
     log.info(
         "batch submitted to Bouncer",
         extra=event("batch_submitted", batch, bouncer_batch_id=info.batch_id, quantity=len(emails)),

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from bouncer_queue.bouncer import BouncerClient, BouncerUnavailable, ServerError
 from bouncer_queue.domain import BatchState, Priority
+from bouncer_queue.errors import StorageError
 from bouncer_queue.pipeline.context import Policy, StageContext
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
 from bouncer_queue.pipeline.ports import JobSpec
@@ -196,3 +197,21 @@ async def test_full_slots_defer_without_spending_a_rate_limit_token(world: Calla
         await create_batch(ctx, {"batch_id": ids[2]})
     assert (await ctx.limiter.usage())["create"][0] == used_before  # type: ignore[attr-defined]
     assert await state(ctx, ids[2]) == BatchState.PENDING
+
+
+async def test_a_created_batch_that_cannot_be_recorded_is_kept_from_resubmission(
+    world: Callable[[Responder], StageContext], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = world(answer(200, BATCH_OK))
+    batch_id = await new_batch(ctx)
+
+    async def database_gone(*args: object) -> None:
+        raise StorageError("cannot record a submitted batch: connection lost")
+
+    monkeypatch.setattr(ctx.repo, "record_batch_submitted", database_gone)
+    with caplog.at_level("CRITICAL", logger="bouncer_queue"), pytest.raises(PermanentFailure) as failure:
+        await create_batch(ctx, {"batch_id": batch_id})
+    assert failure.value.error_class == "SubmissionNotRecorded"
+    assert "a" * 24 in failure.value.message
+    assert any("a" * 24 in record.getMessage() for record in caplog.records)
+    assert await state(ctx, batch_id) == BatchState.SUBMITTING  # its retry dead-letters, never resubmits
