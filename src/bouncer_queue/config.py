@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # Scheduling
     poll_interval_seconds: float = Field(default=15.0, gt=0)
     health_check_interval_seconds: float = Field(default=60.0, gt=0)
+    #: How often a running workers process re-offers the ledger's unfinished work and the job schedulers to
+    #: Redis, so a Redis that lost its data (a restart without persistence) heals without a restart of ours.
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
     cleanup_interval_seconds: float = Field(default=300.0, gt=0)
     rate_limit_retention_seconds: float = Field(default=3_600.0, gt=0)
     metrics_retention_days: float = Field(default=7.0, gt=0)

@@ -1,9 +1,10 @@
 """Running the workers: every queue's worker, the job schedulers, the metrics endpoint, until told to stop.
 
-`run_workers(manager, stop)` is what `bouncer-queue workers` and `bouncer-queue verify` run. On start it also
-offers the ledger's unfinished batches to the queues (pipeline/recover.py), so a worker started after Redis
-lost its data picks the work up again. Several processes, on one machine or many, may run this at once: they
-share the queues, the batch slots (in the database) and the rate-limit budget (in the database).
+`run_workers(manager, stop)` is what `bouncer-queue workers` and `bouncer-queue verify` run. On start, and
+every RECONCILE_INTERVAL_SECONDS after, it offers the ledger's unfinished batches to the queues
+(pipeline/recover.py), so work survives Redis losing its data, with no restart. Several processes, on one
+machine or many, may run this at once: they share the queues, the batch slots (in the database) and the
+rate-limit budget (in the database).
 """
 
 from __future__ import annotations
@@ -64,13 +65,9 @@ def build_pool(manager: QueueManager) -> WorkerPool:
 async def run_workers(manager: QueueManager, stop: asyncio.Event) -> None:
     """Run every worker until `stop` is set, then close them within the grace period."""
     settings = manager.settings
-    rt = manager.runtime
-    await rt.admin.upsert_schedulers(
-        int(settings.health_check_interval_seconds * 1000), int(settings.cleanup_interval_seconds * 1000)
-    )
-    await manager.recover()
+    await reconcile(manager)
     pool = build_pool(manager)
-    async with serving_metrics(manager):
+    async with serving_metrics(manager), reconciling(manager):
         await pool.start()
         log.info("workers started", extra={"action": "workers_started"})
         try:
@@ -98,6 +95,36 @@ async def _until_stopped_or_dead(pool: WorkerPool, stop: asyncio.Event) -> str |
         log.error("worker stopped unexpectedly: %s", died, extra={"action": "worker_died", "queue": died})
         return died
     return None
+
+
+async def reconcile(manager: QueueManager) -> None:
+    """Offer the job schedulers and every unfinished batch's next job to Redis (no-ops for what exists)."""
+    settings = manager.settings
+    await manager.runtime.admin.upsert_schedulers(
+        int(settings.health_check_interval_seconds * 1000), int(settings.cleanup_interval_seconds * 1000)
+    )
+    await manager.recover()
+
+
+@contextlib.asynccontextmanager
+async def reconciling(manager: QueueManager) -> AsyncIterator[None]:
+    """Reconcile every RECONCILE_INTERVAL_SECONDS while the workers run."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(manager.settings.reconcile_interval_seconds)
+            try:
+                await reconcile(manager)
+            except Exception as exc:  # Redis or the database away: the next round tries again
+                log.warning("reconciling with the ledger failed: %s", exc, extra={"action": "reconcile_failed"})
+
+    task = asyncio.create_task(loop(), name="reconcile")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.asynccontextmanager

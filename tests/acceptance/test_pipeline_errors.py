@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -192,8 +193,13 @@ async def test_batch_left_submitting_is_never_sent_again(system: System) -> None
     settings = system.settings(server.base_url)
     async with system.pipeline(settings, workers=False) as manager:
         added = await manager.add_emails_to_queue(make_emails(20, "crashed"), "u1")
-    # As if a worker died during the create call: Bouncer may have created (and charged) the batch.
-    await sql(system.database_url, "UPDATE \"Bouncer_Batches\" SET status = 'submitting'")
+    # As if a worker died during the create call a while ago: Bouncer may have created (and charged) the batch.
+    claimed = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
+    await sql(
+        system.database_url,
+        "UPDATE \"Bouncer_Batches\" SET status = 'submitting', updated_at = :claimed",
+        claimed=claimed,
+    )
     async with system.pipeline(settings) as manager:
         await wait_until_done(manager, added.request_id)
 

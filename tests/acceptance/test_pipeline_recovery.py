@@ -75,3 +75,23 @@ async def test_recover_after_redis_lost_every_key(system: System) -> None:
     assert server.state.batch_creations == 3
     assert await dead_letters(system.database_url) == []
     await assert_results_match_simulator(system.database_url, added.request_id, 60)
+
+
+async def test_running_workers_heal_a_redis_that_lost_every_key(system: System) -> None:
+    server = await system.simulator(speed=10.0)
+    settings = system.settings(server.base_url, max_concurrent_batches=1, reconcile_interval_seconds=1)
+    async with system.pipeline(settings) as manager:
+        added = await manager.add_emails_to_queue(make_emails(60, "heal"), "u1")
+
+        async def mid_way() -> bool:
+            states = set((await batch_states(system.database_url)).values())
+            return "downloaded" in states and "pending" in states
+
+        await eventually(mid_way, "one batch done, one still pending")
+        # Redis restarted without persistence, say: every job and scheduler of ours is gone, the workers go on.
+        assert await delete_prefix_keys(system.redis_url, system.prefix) > 0
+        await wait_until_done(manager, added.request_id)
+
+    assert server.state.batch_creations == 3
+    assert create_calls(server) == [200, 200, 200]
+    await assert_results_match_simulator(system.database_url, added.request_id, 60)

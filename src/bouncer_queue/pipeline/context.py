@@ -61,6 +61,9 @@ class Policy:
     credits_wait_ms: int = 60_000
     #: How long to wait after Bouncer answered 429 (it sends no Retry-After header).
     rate_limited_wait_ms: int = 5_000
+    #: How long a create call can take at most (the HTTP timeouts, plus a margin). A batch found `submitting`
+    #: for less than this may have a call under way in another worker, so it is looked at again later.
+    submit_grace_ms: int = 45_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -71,6 +74,9 @@ class Policy:
             slot_wait_ms=max(1_000, int(settings.poll_interval_seconds * 1000 * 20)),
             credits_wait_ms=int(settings.health_check_interval_seconds * 1000),
             rate_limited_wait_ms=max(1_000, int(settings.rate_limit_window_seconds * 1000 / 12)),
+            submit_grace_ms=int(
+                (settings.bouncer_timeout_seconds + settings.bouncer_connect_timeout_seconds + 5) * 1000
+            ),
         )
 
 

@@ -56,6 +56,10 @@ async def create_batch(ctx: StageContext, data: Mapping[str, Any]) -> None:
         await ctx.enqueuer.enqueue(jobs.check_status(batch.id, batch.request_id, batch.priority, 0, batch.retries))
         return
     if batch.status == BatchState.SUBMITTING:
+        grace_ms = _submit_grace_left_ms(ctx, batch)
+        if grace_ms > 0:
+            # After a Redis loss this job may be a copy of one whose create call is under way right now.
+            raise Defer(grace_ms, "a create call for this batch may still be under way")
         raise PermanentFailure(
             "SubmissionOutcomeUnknown",
             "a create call for this batch was under way when its worker stopped; Bouncer may have created and "
@@ -66,6 +70,14 @@ async def create_batch(ctx: StageContext, data: Mapping[str, Any]) -> None:
         return
     emails = await _take_turn(ctx, batch)
     await _submit(ctx, batch, emails)
+
+
+def _submit_grace_left_ms(ctx: StageContext, batch: BatchRecord) -> int:
+    """How much longer a create call claimed at `batch.updated_at` could still be running."""
+    if batch.updated_at is None:
+        return 0
+    elapsed_ms = (ctx.clock() - batch.updated_at.timestamp()) * 1000
+    return max(0, int(ctx.policy.submit_grace_ms - elapsed_ms))
 
 
 async def _take_turn(ctx: StageContext, batch: BatchRecord) -> list[BatchEmail]:

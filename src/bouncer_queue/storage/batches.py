@@ -180,4 +180,5 @@ def _batch_record(row: Row[Any]) -> BatchRecord:
         submitted_at=row.submitted_at,
         completed_at=row.completed_at,
         downloaded_at=row.downloaded_at,
+        updated_at=row.updated_at,
     )

@@ -51,6 +51,8 @@ class BatchRecord:
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
     downloaded_at: datetime | None = None
+    #: When the row last changed state; for a `submitting` batch, when its slot was claimed.
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ the stage does to the ledger: a batch is never left in a state that could lead t
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
@@ -135,8 +136,13 @@ async def test_a_lost_response_is_never_resubmitted(world: Callable[[Responder],
         await create_batch(ctx, {"batch_id": batch_id})
     assert failure.value.error_class == "SubmissionOutcomeUnknown"
     assert await state(ctx, batch_id) == BatchState.SUBMITTING
+    # A copy of the job right away (after a Redis loss, say) waits: the first call might still be running.
+    with pytest.raises(Defer, match="may still be under way"):
+        await create_batch(ctx, {"batch_id": batch_id})
+    # Once no create call can still be running, the verdict is final: dead-letter, never resend.
+    ctx.clock = lambda: time.time() + ctx.policy.submit_grace_ms / 1000 + 1
     with pytest.raises(PermanentFailure, match="SubmissionOutcomeUnknown"):
-        await create_batch(ctx, {"batch_id": batch_id})  # a retry of the same job
+        await create_batch(ctx, {"batch_id": batch_id})
     assert len(ctx.calls) == 1  # type: ignore[attr-defined]
 
 
