@@ -44,7 +44,7 @@ def _queue(name: str) -> str:
 
 def stats_table(counts: dict[str, dict[str, int]]) -> Table:
     table = Table(title="queue statistics")
-    table.add_column("queue")
+    table.add_column("queue", no_wrap=True)
     for state in STATES:
         table.add_column(state, justify="right")
     for queue in ALL_QUEUES:

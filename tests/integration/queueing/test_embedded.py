@@ -62,12 +62,26 @@ def test_a_stale_server_from_a_crash_is_stopped(tmp_path: Path) -> None:
         assert client.ping()
 
 
-def test_a_server_in_use_by_a_live_process_is_left_alone(tmp_path: Path) -> None:
+def test_a_server_in_use_by_a_live_process_is_shared_and_left_running(tmp_path: Path) -> None:
     with EmbeddedValkey(tmp_path) as first:
         first.ownerfile.write_text(str(os.getppid()))  # another live process "owns" it
-        with pytest.raises(QueueBackendError, match="in use by process"):
+        with _client(first) as client:
+            client.set("written-by", "owner")
+        with EmbeddedValkey(tmp_path) as second:
+            assert second.attached_to == os.getppid() and second.pid is None
+            with _client(second) as client:
+                assert client.get("written-by") == "owner"
+        assert first._proc is not None and first._proc.poll() is None  # the attached one did not stop it
+        with _client(first) as client:
+            assert client.ping()
+
+
+def test_a_live_owner_whose_server_does_not_answer_is_a_clear_error(tmp_path: Path) -> None:
+    with EmbeddedValkey(tmp_path) as first:
+        first.ownerfile.write_text(str(os.getppid()))
+        first.socket_path.unlink()  # the server runs, but nobody can reach it
+        with pytest.raises(QueueBackendError, match="does not answer"):
             EmbeddedValkey(tmp_path).start()
-        assert first._proc is not None and first._proc.poll() is None
 
 
 def test_a_long_state_dir_gets_a_short_socket_path(tmp_path: Path) -> None:
