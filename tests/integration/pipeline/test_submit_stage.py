@@ -8,105 +8,18 @@ the stage does to the ledger: a batch is never left in a state that could lead t
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from stage_support import BATCH_OK, Responder, answer, new_batch, state
 
-from bouncer_queue.bouncer import BouncerClient, BouncerUnavailable, ServerError
-from bouncer_queue.domain import BatchState, Priority
+from bouncer_queue.bouncer import BouncerUnavailable, ServerError
+from bouncer_queue.domain import BatchState
 from bouncer_queue.errors import StorageError
-from bouncer_queue.pipeline.context import Policy, StageContext
+from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
-from bouncer_queue.pipeline.ports import JobSpec
 from bouncer_queue.pipeline.submit import create_batch
-from bouncer_queue.storage import migrate
-from bouncer_queue.storage.db import make_engine
-from bouncer_queue.storage.ratelimit import Budget, RateLimiter
-from bouncer_queue.storage.records import EmailRow, RequestInfo
-from bouncer_queue.storage.repository import Repository
-
-BATCH_OK = {"batchId": "a" * 24, "created": "2024-05-02T09:14:03.512Z", "status": "queued", "quantity": 2}
-
-
-class RecordingEnqueuer:
-    def __init__(self) -> None:
-        self.jobs: list[JobSpec] = []
-
-    async def enqueue(self, spec: JobSpec) -> str:
-        self.jobs.append(spec)
-        return spec.job_id or str(len(self.jobs))
-
-    async def enqueue_many(self, specs: Sequence[JobSpec]) -> list[str]:
-        return [await self.enqueue(s) for s in specs]
-
-    async def promote_delayed(self, queue: str, *, name: str | None = None, limit: int | None = None) -> int:
-        return 0
-
-
-class MemoryGate:
-    def __init__(self) -> None:
-        self.reason: str | None = None
-
-    async def is_closed(self) -> bool:
-        return self.reason is not None
-
-    async def close(self, reason: str) -> None:
-        self.reason = reason
-
-    async def open(self) -> None:
-        self.reason = None
-
-
-Responder = Callable[[httpx.Request], httpx.Response]
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[Callable[[Responder], StageContext]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
-    await migrate.upgrade(url)
-    engine = make_engine(url)
-    clients: list[BouncerClient] = []
-
-    def build(responder: Responder) -> StageContext:
-        calls: list[httpx.Request] = []
-
-        def handler(request: httpx.Request) -> httpx.Response:
-            calls.append(request)
-            return responder(request)
-
-        http = httpx.AsyncClient(base_url="https://bouncer.test/v1.1", transport=httpx.MockTransport(handler))
-        client = BouncerClient(http, lambda: SecretStr("k-123456"))
-        clients.append(client)
-        limiter = RateLimiter(engine, {"batch": Budget(100, 60), "create": Budget(100, 60)})
-        ctx = StageContext(
-            Repository(engine), client, limiter, RecordingEnqueuer(), MemoryGate(), Policy(max_in_flight=2)
-        )
-        ctx.calls = calls  # type: ignore[attr-defined]
-        return ctx
-
-    yield build
-    for client in clients:
-        await client.aclose()
-    await engine.dispose()
-
-
-async def new_batch(ctx: StageContext, request_id: str = "r1") -> int:
-    rows = [EmailRow("a@example.com"), EmailRow("b@example.com")]
-    [batch_id] = await ctx.repo.ingest_request(RequestInfo(request_id, "u1", Priority.NORMAL), [rows])
-    return batch_id
-
-
-async def state(ctx: StageContext, batch_id: int) -> BatchState:
-    batch = await ctx.repo.get_batch(batch_id)
-    assert batch is not None
-    return batch.status
-
-
-def answer(status: int, body: object) -> Responder:
-    return lambda request: httpx.Response(status, json=body)
 
 
 async def test_a_created_batch_is_recorded_and_watched(world: Callable[[Responder], StageContext]) -> None:
