@@ -70,6 +70,9 @@ def simulator(
         float, typer.Option(help="Rate-limit window in seconds.", envvar=f"{_SIM}WINDOW_SECONDS")
     ] = 60.0,
     fail_rate: Annotated[float, typer.Option(help="Probability of a 503 answer.", envvar=f"{_SIM}FAIL_RATE")] = 0.0,
+    batch_fail_rate: Annotated[
+        float, typer.Option(help="Share of batches that end 'failed'.", envvar=f"{_SIM}BATCH_FAIL_RATE")
+    ] = 0.0,
     latency_scale: Annotated[
         float,
         typer.Option(help="Real-time verify latency scale (1 = real, 0 = instant).", envvar=f"{_SIM}LATENCY_SCALE"),
@@ -97,6 +100,7 @@ def simulator(
             toxicity_limit=toxicity_limit,
             window_seconds=window_seconds,
             fail_rate=fail_rate,
+            batch_fail_rate=batch_fail_rate,
             latency_scale=latency_scale,
             retry_after_header=retry_after_header,
             seed=seed,

@@ -1,9 +1,13 @@
-"""Simulated batches and their clock-driven life: queued → processing → completed.
+"""Simulated batches and their clock-driven life: queued → processing → completed (or failed).
 
-Progress is computed lazily: `advance(batches, now, ...)` replays, in time order, every start and completion
-that happened up to `now` (at most `max_parallel` processing at once, FIFO by creation), so the same clock
-readings always give the same states and no background task is needed. A batch's results are fixed at
-creation; `processed` grows with `speed` from its start time.
+Progress is computed lazily: `advance(batches, now, ...)` replays, in time order, every start and end that
+happened up to `now` (at most `max_parallel` processing at once, FIFO by creation), so the same clock readings
+always give the same states and no background task is needed. A batch's results, and whether it fails, are
+fixed at creation; `processed` grows with `speed` from its start time.
+
+Bouncer documents no status for a batch it gave up on. A batch drawn to fail (`batch_fail_rate`) ends in
+"failed": our client treats every undocumented status as a failed batch, so any such word exercises the same
+path. A failed batch has no `completed` time and no `credits`, and its download answers 400 like a running one.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 from bouncer_queue.simulator.results import iso_ms
 
-QUEUED, PROCESSING, COMPLETED = "queued", "processing", "completed"
+QUEUED, PROCESSING, COMPLETED, FAILED = "queued", "processing", "completed", "failed"
 STATUSES = ("deliverable", "risky", "undeliverable", "unknown")
 
 
@@ -37,6 +41,8 @@ class Batch:
     stopped_at: int | None = None
     credits_used: int | None = None
     extra_charge: int = field(default=0)
+    #: Drawn at creation: the batch ends `failed` instead of `completed`.
+    fails: bool = False
 
     @property
     def quantity(self) -> int:
@@ -118,15 +124,18 @@ def advance(
     speed: float,
     max_parallel: int,
     queue_delay: float,
-    on_complete: Callable[[Batch], None],
+    on_end: Callable[[Batch], None],
 ) -> None:
-    """Apply, in time order, every start and completion of one key's batches up to `now`."""
+    """Apply, in time order, every start and end (completed or failed) of one key's batches up to `now`."""
     timing = _Timing(speed, max_parallel, queue_delay)
     cursor = float("-inf")
     while (event := _next_event(batches, cursor, timing)) is not None and event[0] <= now:
         cursor, batch = event
         if batch.status == QUEUED:
             batch.status, batch.started = PROCESSING, cursor
+        elif batch.fails:
+            batch.status = FAILED
+            on_end(batch)
         else:
             batch.status, batch.completed = COMPLETED, cursor
-            on_complete(batch)
+            on_end(batch)

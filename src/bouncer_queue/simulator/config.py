@@ -35,6 +35,8 @@ class SimulatorConfig:
     retry_after_header: bool = False
     #: Probability of answering 503 instead of serving a request (drawn from `seed` and a request counter).
     fail_rate: float = 0.0
+    #: Share of batches that end `failed` instead of `completed` (drawn from `seed` and the batch's creation counter).
+    batch_fail_rate: float = 0.0
     seed: str = "bouncer-simulator"
     #: Time a new batch stays `queued` before it may start.
     queue_delay_seconds: float = 0.5
@@ -60,7 +62,7 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         if self.speed <= 0 or self.max_parallel < 1 or self.window_seconds <= 0:
             raise ValueError("speed, max_parallel and window_seconds must be positive")
-        if not 0.0 <= self.fail_rate <= 1.0 or not 0.0 <= self.toxicity_error_rate <= 1.0:
-            raise ValueError("fail_rate and toxicity_error_rate must be between 0 and 1")
+        if not all(0.0 <= rate <= 1.0 for rate in (self.fail_rate, self.batch_fail_rate, self.toxicity_error_rate)):
+            raise ValueError("fail_rate, batch_fail_rate and toxicity_error_rate must be between 0 and 1")
         if self.latency_scale < 0 or self.sync_cache_seconds < 0:
             raise ValueError("latency_scale and sync_cache_seconds must not be negative")

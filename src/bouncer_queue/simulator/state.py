@@ -2,9 +2,10 @@
 
 Every Bouncer rule lives here as a method the HTTP layer (`app.py`) calls after parsing: authentication,
 rate limits and 503 injection (`admit`), credit reservation at create, settlement at completion and refunds
-on finish, real-time verify (and how long it takes), batch-sync with its per-key result cache, the domain
-check and toxicity lists. Failures are raised as `SimulatorHTTPError(status, message)`, which the app
-renders in Bouncer's error shape. Nothing here is module-global: each test builds its own state with its own clock.
+on finish or failure (`batch_fail_rate`), real-time verify (and how long it takes), batch-sync with its per-key
+result cache, the domain check and toxicity lists. Failures are raised as `SimulatorHTTPError(status, message)`,
+which the app renders in Bouncer's error shape. Nothing here is module-global: each test builds its own state
+with its own clock.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from bouncer_queue.emails import dedup_key
 from bouncer_queue.simulator import toxicity
-from bouncer_queue.simulator.batches import COMPLETED, PROCESSING, QUEUED, STATUSES, Batch, advance, settle
+from bouncer_queue.simulator.batches import COMPLETED, FAILED, PROCESSING, QUEUED, STATUSES, Batch, advance, settle
 from bouncer_queue.simulator.cache import ResultCache
 from bouncer_queue.simulator.config import SimulatorConfig
 from bouncer_queue.simulator.latency import latency_seconds, wait_seconds
@@ -77,7 +78,7 @@ class SimulatorState:
     def admit(self, key: str, group: str) -> None:
         """Count one request of `group` against the key's window (429), and maybe inject a 503."""
         self._request_counter += 1
-        if self._injected_failure(self._request_counter):
+        if self._drawn("fail", self._request_counter, self.config.fail_rate):
             raise SimulatorHTTPError(503, "service unavailable")
         now, window = self.clock(), self.config.window_seconds
         if not self._windows.admit(key, group, now=now, limit=self._limit(group), window=window):
@@ -102,11 +103,12 @@ class SimulatorState:
         seconds = self._windows.retry_after(key, group, now=now, window=self.config.window_seconds)
         return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
-    def _injected_failure(self, counter: int) -> bool:
-        if self.config.fail_rate <= 0:
+    def _drawn(self, kind: str, counter: int, rate: float) -> bool:
+        """A reproducible draw with probability `rate`, from the seed, the kind of failure and a counter."""
+        if rate <= 0:
             return False
-        digest = hashlib.sha256(f"{self.config.seed}\x00fail\x00{counter}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64 < self.config.fail_rate
+        digest = hashlib.sha256(f"{self.config.seed}\x00{kind}\x00{counter}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
     def credits_of(self, key: str) -> int:
         return self._balances.setdefault(key, self.config.credits)
@@ -144,8 +146,9 @@ class SimulatorState:
         self._balances[key] = balance - cost
         batch = Batch(secrets.token_hex(12), key, now, results, chargeable, duplicates, cost, callback)
         batch.extra_charge = extra
-        self._batches[batch.id] = batch
         self.batch_creations += 1
+        batch.fails = self._drawn("batch-fail", self.batch_creations, self.config.batch_fail_rate)
+        self._batches[batch.id] = batch
         return batch.view(now, self.config.speed, with_stats=False)
 
     def batch_status(self, key: str, batch_id: str, *, with_stats: bool) -> dict[str, Any]:
@@ -173,11 +176,11 @@ class SimulatorState:
         batch.stopped_at = batch.processed(now, self.config.speed)
         batch.started = batch.started if batch.started is not None else now
         batch.status, batch.completed = COMPLETED, now
-        self._on_complete(batch)
+        self._on_end(batch)
 
     def delete(self, key: str, batch_id: str) -> None:
         batch = self._batch(key, batch_id)
-        if batch.status != COMPLETED:
+        if batch.status not in (COMPLETED, FAILED):
             raise SimulatorHTTPError(405, "batch cannot be deleted in current state")
         del self._batches[batch.id]
 
@@ -201,11 +204,15 @@ class SimulatorState:
                 speed=self.config.speed,
                 max_parallel=self.config.max_parallel,
                 queue_delay=self.config.queue_delay_seconds,
-                on_complete=self._on_complete,
+                on_end=self._on_end,
             )
 
-    def _on_complete(self, batch: Batch) -> None:
-        refund = settle(batch, charge_unknown=self.config.charge_unknown)
+    def _on_end(self, batch: Batch) -> None:
+        """Settle a completed batch, or refund a failed one in full; queue its callback."""
+        if batch.status == FAILED:
+            refund = batch.reserved
+        else:
+            refund = settle(batch, charge_unknown=self.config.charge_unknown)
         self._balances[batch.key] = self.credits_of(batch.key) + refund
         if batch.callback:
             self._callbacks.append((batch.callback, batch.view(self.clock(), self.config.speed, with_stats=True)))
