@@ -10,6 +10,8 @@
           ├── BouncerAPIError     Bouncer answered with an error status (401, 402, 403, 404, 400/405, 429, 5xx)
           └── BouncerUnavailable  no answer: connection refused, timeout, broken response
 
+Outside the tree, `Interrupted` says a signal stopped a command before its work was done (exit code 130).
+
 Foreign exceptions (httpx, SQLAlchemy, redis) are translated into these once, at the adapter that meets them.
 Messages never carry a secret: the API key and passwords are redacted before an error is built.
 """
@@ -46,3 +48,7 @@ class QueueBackendError(VerifierError):
 
 class UnknownQueueError(VerifierError):
     """No queue has that name."""
+
+
+class Interrupted(Exception):
+    """Stopped by a signal before the work was done; the queued work resumes when workers run again."""

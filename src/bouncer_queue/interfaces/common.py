@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from bouncer_queue.config import Settings
-from bouncer_queue.errors import VerifierError
+from bouncer_queue.errors import Interrupted, VerifierError
 from bouncer_queue.ops.logs import configure_logging, level_from_env
 from bouncer_queue.ops.redact import Redactor
 
@@ -63,7 +63,7 @@ def run(settings: Settings, make: Callable[[], Awaitable[T]], *, interrupt_ends:
     except VerifierError as exc:
         err_console.print(f"[red]error:[/red] {redactor.redact(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         if interrupt_ends:
             raise typer.Exit(0) from None
         err_console.print("[yellow]interrupted; work in progress stays queued and resumes with the workers[/yellow]")

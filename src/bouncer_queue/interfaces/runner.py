@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bouncer_queue.config import Settings
 from bouncer_queue.domain import Priority
+from bouncer_queue.errors import Interrupted, QueueBackendError
 from bouncer_queue.lists import default_output_path, read_list, write_export
 from bouncer_queue.ops.keys import ApiKeySource
 from bouncer_queue.pipeline.ingest import AddResult
@@ -117,13 +118,21 @@ async def export_results(
     return written, counts
 
 
+@dataclass
+class BackgroundWorkers:
+    """Workers running in a task of this process: set `stop` to end them; `task` ends early only on failure."""
+
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
 @asynccontextmanager
-async def running_workers(manager: QueueManager) -> AsyncIterator[asyncio.Event]:
+async def running_workers(manager: QueueManager) -> AsyncIterator[BackgroundWorkers]:
     """Workers in a background task of this process; stopped (gracefully) on exit."""
     stop = asyncio.Event()
     task = asyncio.create_task(run_workers(manager, stop), name="workers")
     try:
-        yield stop
+        yield BackgroundWorkers(stop, task)
     finally:
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
@@ -163,6 +172,23 @@ def simulator_if_no_key(settings: Settings, console: Console) -> Iterator[Settin
         )
 
 
+async def _until_done(manager: QueueManager, request_id: str, console: Console, workers: BackgroundWorkers) -> None:
+    """Wait for the request; a signal ends the wait (Interrupted), and so does a failure of the workers
+    (its error is raised), so verify never waits on workers that are gone."""
+    waiter = asyncio.create_task(wait_for_request(manager, request_id, console))
+    stopper = asyncio.create_task(workers.stop.wait())
+    done, _ = await asyncio.wait({waiter, stopper, workers.task}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if waiter in done:
+        waiter.result()  # the request is done (or reading its progress failed: that error goes up)
+        return
+    waiter.cancel()
+    if workers.task in done:
+        workers.task.result()  # raises the workers' error
+        raise QueueBackendError("the workers stopped before the list was verified")
+    raise Interrupted
+
+
 @dataclass
 class VerifyOutcome:
     """What `verify` did, for its summary."""
@@ -186,20 +212,14 @@ async def verify_file(
     out_path = output or default_output_path(path, "csv")
     # verify is the one-command job: it brings any database it is pointed at to the current schema itself.
     manager = QueueManager(settings, api_key=keys, auto_migrate=True)
-    async with manager, running_workers(manager) as stop:
-        with on_stop(stop.set):
+    async with manager, running_workers(manager) as workers:
+        with on_stop(workers.stop.set):
             submitted = await submit_file(manager, path, options)
             request_id = submitted.result.request_id
             console.print(
                 f"request [bold]{request_id}[/bold]: {submitted.result.total_emails} addresses in "
                 f"{submitted.result.batch_count} batches ({submitted.skipped} rows skipped)"
             )
-            waiter = asyncio.create_task(wait_for_request(manager, request_id, console))
-            stopper = asyncio.create_task(stop.wait())
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if not waiter.done():
-                waiter.cancel()
-                raise KeyboardInterrupt
+            await _until_done(manager, request_id, console, workers)
         _, counts = await export_results(manager, request_id, out_path, "csv", None)
     return VerifyOutcome(request_id, submitted.result.total_emails, submitted.skipped, out_path, counts)

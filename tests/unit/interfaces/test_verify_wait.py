@@ -1,0 +1,52 @@
+"""verify's wait for its request ends on completion, on a signal, and when its in-process workers fail."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+from rich.console import Console
+
+from bouncer_queue.errors import Interrupted, QueueBackendError
+from bouncer_queue.interfaces.runner import BackgroundWorkers, _until_done
+from bouncer_queue.storage.records import RequestProgress
+
+
+class Manager:
+    def __init__(self, done: bool) -> None:
+        self.emails = {"completed": 2} if done else {"submitted": 2}
+
+    async def request_progress(self, request_id: str) -> RequestProgress:
+        return RequestProgress(request_id, 2, self.emails, 1, {"queued": 1})
+
+
+async def idle() -> None:
+    await asyncio.sleep(3600)
+
+
+async def broken() -> None:
+    raise QueueBackendError("the worker of batch-download stopped unexpectedly")
+
+
+def workers(body: object) -> BackgroundWorkers:
+    return BackgroundWorkers(asyncio.Event(), asyncio.create_task(body))  # type: ignore[arg-type]
+
+
+async def test_it_returns_when_the_request_is_done() -> None:
+    running = workers(idle())
+    await asyncio.wait_for(_until_done(Manager(True), "r", Console(file=io.StringIO()), running), 5)  # type: ignore[arg-type]
+    running.task.cancel()
+
+
+async def test_a_failure_of_the_workers_ends_the_wait_with_their_error() -> None:
+    with pytest.raises(QueueBackendError, match="stopped unexpectedly"):
+        await asyncio.wait_for(_until_done(Manager(False), "r", Console(file=io.StringIO()), workers(broken())), 5)  # type: ignore[arg-type]
+
+
+async def test_a_signal_ends_the_wait_as_an_interrupt() -> None:
+    running = workers(idle())
+    running.stop.set()
+    with pytest.raises(Interrupted):
+        await asyncio.wait_for(_until_done(Manager(False), "r", Console(file=io.StringIO()), running), 5)  # type: ignore[arg-type]
+    running.task.cancel()
