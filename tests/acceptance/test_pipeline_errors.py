@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import socket
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -39,12 +37,6 @@ from pipeline_support import (
 from bouncer_queue.queueing.names import DEAD_LETTER, EMAIL_VERIFICATION
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-@pytest.fixture
-async def system(redis_url: str, queue_prefix: str, tmp_path: Path) -> AsyncIterator[System]:
-    async with System(redis_url, queue_prefix, tmp_path) as built:
-        yield built
 
 
 def closed_port() -> int:

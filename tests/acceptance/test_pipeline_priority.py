@@ -6,21 +6,12 @@ worker slot takes them in turn once it resumes; the simulator notes which addres
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from pipeline_support import System, make_emails, recorded, wait_until_done
 
 from bouncer_queue.queueing.names import EMAIL_VERIFICATION
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-@pytest.fixture
-async def system(redis_url: str, queue_prefix: str, tmp_path: Path) -> AsyncIterator[System]:
-    async with System(redis_url, queue_prefix, tmp_path) as built:
-        yield built
 
 
 async def test_critical_request_reaches_bouncer_before_earlier_low_ones(system: System) -> None:

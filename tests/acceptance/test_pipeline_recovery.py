@@ -7,9 +7,6 @@ the workers finish the request without creating any batch twice.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from pipeline_support import (
     API_KEY,
@@ -29,12 +26,6 @@ from pipeline_support import (
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 _AT_BOUNCER = {"submitting", "queued", "processing", "completed"}
-
-
-@pytest.fixture
-async def system(redis_url: str, queue_prefix: str, tmp_path: Path) -> AsyncIterator[System]:
-    async with System(redis_url, queue_prefix, tmp_path) as built:
-        yield built
 
 
 async def test_recover_after_redis_lost_every_key(system: System) -> None:

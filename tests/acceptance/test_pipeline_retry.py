@@ -8,8 +8,7 @@ limit, dead-letters it as BatchRetriesExhausted with its emails `dead`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -30,12 +29,6 @@ from bouncer_queue.queueing.names import DEAD_LETTER
 from bouncer_queue.simulator import SimulatorServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-@pytest.fixture
-async def system(redis_url: str, queue_prefix: str, tmp_path: Path) -> AsyncIterator[System]:
-    async with System(redis_url, queue_prefix, tmp_path) as built:
-        yield built
 
 
 def fail_first_batch_only(server: SimulatorServer) -> None:

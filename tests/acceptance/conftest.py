@@ -1,0 +1,15 @@
+"""Fixtures shared by the acceptance tests: `system`, an in-process bouncer-queue on real Redis and SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pipeline_support import System
+
+
+@pytest.fixture
+async def system(redis_url: str, queue_prefix: str, tmp_path: Path) -> AsyncIterator[System]:
+    async with System(redis_url, queue_prefix, tmp_path) as built:
+        yield built
