@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,17 @@ def recording_simulator(config: SimulatorConfig) -> SimulatorServer:
     server = SimulatorServer(config)
     server.state = RecordingState(config)
     return server
+
+
+@asynccontextmanager
+async def running_simulator(config: SimulatorConfig) -> AsyncIterator[SimulatorServer]:
+    """A recording simulator on a free port for the block (started and stopped off the event loop)."""
+    server = recording_simulator(config)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 def recorded(server: SimulatorServer) -> RecordingState:
@@ -228,7 +239,7 @@ class WorkerProcess:
 
 @asynccontextmanager
 async def postgres_database(base_url: str) -> AsyncIterator[str]:
-    """A new, migrated PostgreSQL database beside `test` (nothing else on the server is touched); dropped after."""
+    """A new, empty PostgreSQL database beside `test` (nothing else on the server is touched); dropped after."""
     name = f"bq_acc_{uuid.uuid4().hex[:12]}"
     await _autocommit(base_url, f"CREATE DATABASE {name}")
     url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
@@ -260,24 +271,20 @@ class System:
         self.prefix = prefix
         self.tmp_path = tmp_path
         self.database_url = f"sqlite+aiosqlite:///{tmp_path / 'bouncer-queue.db'}"
-        self._servers: list[SimulatorServer] = []
+        self._servers = AsyncExitStack()
 
     async def __aenter__(self) -> System:
         await migrate.upgrade(self.database_url)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        for server in self._servers:
-            await asyncio.to_thread(server.stop)
+        await self._servers.aclose()
         await delete_prefix_keys(self.redis_url, self.prefix)
 
     async def simulator(self, **config: Any) -> SimulatorServer:
         """A started simulator accepting API_KEY only; `config` overrides SimulatorConfig fields."""
         values: dict[str, Any] = {"api_keys": (API_KEY,), "speed": 5_000.0, "queue_delay_seconds": 0.1}
-        server = recording_simulator(SimulatorConfig(**(values | config)))
-        await asyncio.to_thread(server.start)
-        self._servers.append(server)
-        return server
+        return await self._servers.enter_async_context(running_simulator(SimulatorConfig(**(values | config))))
 
     def settings(self, base_url: str, **overrides: Any) -> Settings:
         values: dict[str, Any] = {

@@ -9,7 +9,6 @@ window of Bouncer's request log holds more calls than configured, and both proce
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,11 +22,10 @@ from pipeline_support import (
     emails_finished,
     eventually,
     make_emails,
-    postgres_database,
     rate_limit_slots,
     recorded,
-    recording_simulator,
     run_cli,
+    running_simulator,
     worker_env,
     write_csv,
 )
@@ -43,19 +41,11 @@ RATE_LIMIT_CREATE_MAX = 6
 
 
 @pytest.fixture
-async def database(postgres_url: str) -> AsyncIterator[str]:
-    async with postgres_database(postgres_url) as url:
-        yield url
-
-
-@pytest.fixture
 async def simulator() -> AsyncIterator[SimulatorServer]:
     # 2,500 addresses a second: a batch of 10,000 runs 4 s at Bouncer, long enough to be polled several times.
     config = SimulatorConfig(api_keys=("acceptance-key",), speed=2_500.0, window_seconds=WINDOW_SECONDS)
-    server = recording_simulator(config)
-    await asyncio.to_thread(server.start)
-    yield server
-    await asyncio.to_thread(server.stop)
+    async with running_simulator(config) as server:
+        yield server
 
 
 async def test_25k_emails_through_two_worker_processes(

@@ -7,7 +7,6 @@ batch twice.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,9 +20,8 @@ from pipeline_support import (
     emails_finished,
     eventually,
     make_emails,
-    postgres_database,
-    recording_simulator,
     run_cli,
+    running_simulator,
     worker_env,
     write_csv,
 )
@@ -37,18 +35,12 @@ BATCHES = 5
 
 
 @pytest.fixture
-async def database(postgres_url: str) -> AsyncIterator[str]:
-    async with postgres_database(postgres_url) as url:
-        yield url
-
-
-@pytest.fixture
 async def simulator() -> AsyncIterator[SimulatorServer]:
     # 100 addresses a second: each batch of 200 spends 2 s at Bouncer, so a SIGTERM lands mid-request.
-    server = recording_simulator(SimulatorConfig(api_keys=("acceptance-key",), speed=100.0, window_seconds=6))
-    await asyncio.to_thread(server.start)
-    yield server
-    await asyncio.to_thread(server.stop)
+    async with running_simulator(
+        SimulatorConfig(api_keys=("acceptance-key",), speed=100.0, window_seconds=6)
+    ) as server:
+        yield server
 
 
 async def test_sigterm_mid_work_loses_nothing_and_a_restart_finishes(

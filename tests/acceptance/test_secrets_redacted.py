@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ops_support import SCRIPT, free_port
+from pipeline_support import postgres_database
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -30,21 +30,8 @@ SECRETS = (API_KEY, REDIS_PASSWORD, DB_PASSWORD)
 @pytest.fixture
 async def database(postgres_url: str) -> AsyncIterator[str]:
     """A database of the test's own; PostgreSQL trusts local users, so any password in the URL is accepted."""
-    name = f"bq_test_{uuid.uuid4().hex[:12]}"
-    await _admin(postgres_url, f"CREATE DATABASE {name}")
-    try:
-        yield make_url(postgres_url).set(database=name, password=DB_PASSWORD).render_as_string(hide_password=False)
-    finally:
-        await _admin(postgres_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-async def _admin(url: str, statement: str) -> None:
-    engine = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
+    async with postgres_database(postgres_url) as url:
+        yield make_url(url).set(password=DB_PASSWORD).render_as_string(hide_password=False)
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
