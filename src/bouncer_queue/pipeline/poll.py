@@ -18,6 +18,7 @@ from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import Defer
 from bouncer_queue.pipeline.submit import event, load_batch
+from bouncer_queue.storage.records import BatchRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ async def check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None
     except RateLimited as exc:
         raise Defer(ctx.policy.rate_limited_wait_ms, "Bouncer answered 429") from exc
     except BatchNotFound as exc:
-        await _failed(ctx, batch.id, batch.request_id, batch.priority, batch.retries, str(exc))
+        await _failed(ctx, batch, str(exc))
         return
     status = (info.status or "").lower()
     if status == "completed":
@@ -53,14 +54,14 @@ async def check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None
     if status in _RUNNING or status in _RUNNING_UNDOCUMENTED:
         await ctx.repo.record_batch_progress(batch.id, _RUNNING.get(status, batch.status), info.processed)
         raise Defer(ctx.policy.poll_interval_ms, f"batch {status}")
-    await _failed(ctx, batch.id, batch.request_id, batch.priority, batch.retries, f"Bouncer status {status!r}")
+    await _failed(ctx, batch, f"Bouncer status {status!r}")
 
 
-async def _failed(ctx: StageContext, batch_id: int, request_id: str, priority: Any, retries: int, why: str) -> None:
-    await ctx.repo.mark_batch_failed(batch_id, why)
+async def _failed(ctx: StageContext, batch: BatchRecord, why: str) -> None:
+    await ctx.repo.mark_batch_failed(batch.id, why)
     log.warning(
         "batch failed at Bouncer: %s",
         why,
-        extra={"action": "batch_failed", "request_id": request_id, "batch_id": batch_id},
+        extra=event("batch_failed", batch),
     )
-    await ctx.enqueuer.enqueue(jobs.retry_failed(batch_id, request_id, priority, retries))
+    await ctx.enqueuer.enqueue(jobs.retry_failed(batch.id, batch.request_id, batch.priority, batch.retries))
