@@ -50,6 +50,14 @@ class BatchState(StrEnum):
     DEAD = "dead"  #: given up; see the dead-letter queue
 
 
+class RequestState(StrEnum):
+    """Where one request stands (Bouncer_Requests.status)."""
+
+    ACTIVE = "active"  #: stored; some of its batches are not finished
+    FINISHED = "finished"  #: every batch is downloaded or dead
+    CANCELLED = "cancelled"  #: stopped by a user; unsent batches are never sent
+
+
 #: Batches that hold one of the MAX_CONCURRENT_BATCHES slots at Bouncer.
 IN_FLIGHT_BATCH_STATES = frozenset({BatchState.SUBMITTING, BatchState.QUEUED, BatchState.PROCESSING})
 

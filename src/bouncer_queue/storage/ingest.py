@@ -2,7 +2,9 @@
 
 `ingest_request` writes a whole request in ONE transaction through storage/bulk.py, the engine's fast path, with
 rows pre-converted to plain tuples because per-row SQLAlchemy processing would cost more than the insert. The
-read side answers who submitted a request and how far its emails and batches have come.
+request's own row (Bouncer_Requests) is written in the same transaction, so a request exists whole or not at all.
+The read side finds a request (by id, content fingerprint or idempotency key), lists requests, and answers how
+far its emails and batches have come.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bouncer_queue.domain import BatchState, EmailState
+from bouncer_queue.domain import BatchState, EmailState, Priority, RequestState
 from bouncer_queue.storage import bulk
 from bouncer_queue.storage.batches import email_counts
 from bouncer_queue.storage.boundary import SourceError
-from bouncer_queue.storage.records import EmailRow, RequestInfo, RequestProgress
-from bouncer_queue.storage.tables import BatchModel, QueueModel, utcnow
+from bouncer_queue.storage.records import EmailRow, RequestInfo, RequestProgress, RequestRecord
+from bouncer_queue.storage.tables import BatchModel, QueueModel, RequestModel, utcnow
 from bouncer_queue.storage.transactions import Queries, new_id, translated
 
 _QUEUE_COLUMNS = (
@@ -49,11 +51,55 @@ class RequestQueries(Queries):
         chunks: Iterable[Sequence[EmailRow]] | AsyncIterable[Sequence[EmailRow]],
     ) -> list[int]:
         batch_ids: list[int] = []
+        emails = 0
         async with self._db.write() as conn:
+            await conn.execute(insert(RequestModel).values(**_new_request_values(request)))
             async for chunk in _guarded_chunks(chunks):
                 if chunk:
                     batch_ids.append(await _ingest_chunk(conn, request, chunk))
+                    emails += len(chunk)
+            totals = {"total_emails": emails, "batch_count": len(batch_ids), "updated_at": utcnow()}
+            await conn.execute(update(RequestModel).where(_is(request.request_id)).values(**totals))
         return batch_ids
+
+    @translated("read a request")
+    async def get_request(self, request_id: str) -> RequestRecord | None:
+        return await self._first(_is(request_id))
+
+    @translated("find a request by its content")
+    async def find_request_by_fingerprint(self, fingerprint: str) -> RequestRecord | None:
+        return await self._first(RequestModel.fingerprint == fingerprint)
+
+    @translated("find a request by its idempotency key")
+    async def find_request_by_idempotency_key(self, key: str) -> RequestRecord | None:
+        return await self._first(RequestModel.idempotency_key == key)
+
+    @translated("list requests")
+    async def list_requests(
+        self, *, user_id: str | None = None, status: RequestState | None = None, limit: int = 50, offset: int = 0
+    ) -> list[RequestRecord]:
+        query = select(RequestModel).order_by(RequestModel.created_at.desc(), RequestModel.request_id)
+        if user_id is not None:
+            query = query.where(RequestModel.user_id == user_id)
+        if status is not None:
+            query = query.where(RequestModel.status == status.value)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query.limit(limit).offset(offset))).mappings().all()
+        return [_request_record(row) for row in rows]
+
+    @translated("update a request's state")
+    async def set_request_state(self, request_id: str, state: RequestState) -> None:
+        done = state in (RequestState.FINISHED, RequestState.CANCELLED)
+        values = {"status": state.value, "updated_at": utcnow(), "finished_at": utcnow() if done else None}
+        async with self._db.write() as conn:
+            await conn.execute(update(RequestModel).where(_is(request_id)).values(**values))
+
+    async def _first(self, condition: Any) -> RequestRecord | None:
+        # The newest match: a fingerprint may belong to several requests (`verify --new` makes another).
+        query = select(RequestModel).where(condition).order_by(RequestModel.created_at.desc()).limit(1)
+        async with self._db.read() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return _request_record(row) if row is not None else None
 
     @translated("read request progress")
     async def request_progress(self, request_id: str) -> RequestProgress:
@@ -71,10 +117,54 @@ class RequestQueries(Queries):
 
     @translated("find a request's user")
     async def request_user(self, request_id: str) -> str | None:
-        query = select(BatchModel.user_id).where(BatchModel.request_id == request_id).limit(1)
+        query = select(RequestModel.user_id).where(_is(request_id))
         async with self._db.read() as conn:
             user: str | None = await conn.scalar(query)
         return user
+
+
+def _is(request_id: str) -> Any:
+    return RequestModel.request_id == request_id
+
+
+def _new_request_values(request: RequestInfo) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "request_id": request.request_id,
+        "user_id": request.user_id,
+        "priority": int(request.priority),
+        "delay_ms": request.delay_ms,
+        "status": RequestState.ACTIVE.value,
+        "source": request.source[:255] if request.source else None,
+        "fingerprint": request.fingerprint,
+        "idempotency_key": request.idempotency_key,
+        "webhook_url": request.webhook_url,
+        "options": dict(request.options) if request.options is not None else None,
+        "total_emails": 0,
+        "batch_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _request_record(row: RowMapping) -> RequestRecord:
+    return RequestRecord(
+        request_id=row["request_id"],
+        user_id=row["user_id"],
+        priority=Priority(row["priority"]),
+        delay_ms=row["delay_ms"],
+        status=RequestState(row["status"]),
+        total_emails=row["total_emails"],
+        batch_count=row["batch_count"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        source=row["source"],
+        fingerprint=row["fingerprint"],
+        idempotency_key=row["idempotency_key"],
+        webhook_url=row["webhook_url"],
+        options=row["options"],
+    )
 
 
 async def _ingest_chunk(conn: AsyncConnection, request: RequestInfo, chunk: Sequence[EmailRow]) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bouncer_queue.domain import BatchState, Priority
+from bouncer_queue.domain import BatchState, Priority, RequestState
 
 
 @dataclass(frozen=True)
@@ -22,12 +22,42 @@ class EmailRow:
 
 @dataclass(frozen=True)
 class RequestInfo:
-    """Who asked for a verification run and how urgently."""
+    """Who asked for a verification run and how urgently, and what finds the request again.
+
+    `fingerprint` identifies the list's content (and the options that shape its results), so a re-run of the
+    same list can resume this request; `idempotency_key` is a caller's own key for the same purpose.
+    """
 
     request_id: str
     user_id: str
     priority: Priority = Priority.NORMAL
     delay_ms: int = 0
+    source: str | None = None
+    fingerprint: str | None = None
+    idempotency_key: str | None = None
+    webhook_url: str | None = None
+    options: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One row of Bouncer_Requests."""
+
+    request_id: str
+    user_id: str
+    priority: Priority
+    delay_ms: int
+    status: RequestState
+    total_emails: int
+    batch_count: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    source: str | None = None
+    fingerprint: str | None = None
+    idempotency_key: str | None = None
+    webhook_url: str | None = None
+    options: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@
 dataclasses of storage/records.py back, never an ORM object or a connection. It holds no query of its own and
 delegates to one query group per concept, the only modules that build select()/insert()/update():
 
-- ingest.py: requests, stored as pending batches of emails, and their progress;
+- ingest.py: requests, stored as pending batches of emails (and a Bouncer_Requests row), found, listed, and
+  their progress;
 - batches.py: the batch lifecycle after ingest; claims.py: submission slots under an engine-specific lock, so
   MAX_CONCURRENT_BATCHES holds across processes and machines;
 - results.py: storing results and exporting a request; dead_letters.py; health.py.
@@ -21,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bouncer_queue.domain import BatchState
+from bouncer_queue.domain import BatchState, RequestState
 from bouncer_queue.storage.batches import BatchQueries
 from bouncer_queue.storage.claims import ClaimQueries, ClaimResult
 from bouncer_queue.storage.dead_letters import DeadLetterQueries
@@ -36,6 +37,7 @@ from bouncer_queue.storage.records import (
     HealthMetric,
     RequestInfo,
     RequestProgress,
+    RequestRecord,
     ResultRow,
     StoreTotals,
 )
@@ -46,7 +48,7 @@ __all__ = ["ClaimResult", "Repository"]
 
 
 class Repository:
-    """Intent-named queries over the six Bouncer_* tables; safe to share between tasks of one process."""
+    """Intent-named queries over the Bouncer_* tables; safe to share between tasks of one process."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         db = Database(engine)
@@ -78,6 +80,28 @@ class Repository:
     async def request_user(self, request_id: str) -> str | None:
         """Who submitted the request, or None for an unknown request."""
         return await self._requests.request_user(request_id)
+
+    async def get_request(self, request_id: str) -> RequestRecord | None:
+        """The request's row, or None for an unknown request."""
+        return await self._requests.get_request(request_id)
+
+    async def find_request_by_fingerprint(self, fingerprint: str) -> RequestRecord | None:
+        """The newest request stored with this content fingerprint, or None."""
+        return await self._requests.find_request_by_fingerprint(fingerprint)
+
+    async def find_request_by_idempotency_key(self, key: str) -> RequestRecord | None:
+        """The request stored with this idempotency key, or None."""
+        return await self._requests.find_request_by_idempotency_key(key)
+
+    async def list_requests(
+        self, *, user_id: str | None = None, status: RequestState | None = None, limit: int = 50, offset: int = 0
+    ) -> list[RequestRecord]:
+        """Requests, newest first, optionally of one user or in one state; `limit`/`offset` page through them."""
+        return await self._requests.list_requests(user_id=user_id, status=status, limit=limit, offset=offset)
+
+    async def set_request_state(self, request_id: str, state: RequestState) -> None:
+        """Record where the request stands; finished and cancelled also stamp `finished_at`."""
+        await self._requests.set_request_state(request_id, state)
 
     # Batches
 

@@ -1,9 +1,13 @@
-"""The six tables of the seed, as SQLAlchemy 2 Mapped models, valid on SQLite, PostgreSQL and MariaDB.
+"""The six tables of the seed, plus Bouncer_Requests, as SQLAlchemy 2 Mapped models, valid on SQLite, PostgreSQL
+and MariaDB.
 
-Table names are the seed's exactly. Times are stored as naive UTC (`UtcDateTime`) and come back timezone-aware,
+Table names are the seed's exactly. Bouncer_Requests (migration 0002) is ours: one row per request, so a request
+can be found again by its content (a re-run resumes it) or by an idempotency key, and listed.
+
+Times are stored as naive UTC (`UtcDateTime`) and come back timezone-aware,
 so every engine returns the same values. String lengths keep every index under MariaDB's 3072-byte key limit in
 utf8mb4 (4 bytes a character): the longest, results (request_id, email), is (64 + 254) * 4 = 1272 bytes.
-The migration in migrations/versions/0001_initial.py creates the same schema; a test compares the two.
+The migrations in migrations/versions/ create the same schema; a test compares the two.
 """
 
 from __future__ import annotations
@@ -75,6 +79,35 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
+
+
+class RequestModel(Base):
+    """Bouncer_Requests: one row per request (a list handed in once), written in the ingest transaction."""
+
+    __tablename__ = "Bouncer_Requests"
+    __table_args__ = (
+        Index(None, "fingerprint"),
+        Index(None, "created_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
+    priority: Mapped[int] = mapped_column(Integer)
+    delay_ms: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    #: Where the list came from (a file name, "api", "python"); for people, not for lookups.
+    source: Mapped[str | None] = mapped_column(String(255))
+    #: sha256 of the list's content and the options that shape its results: the same list again finds this row.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    #: A caller's key: the same key returns the same request instead of storing a second one.
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    total_emails: Mapped[int] = mapped_column(Integer, default=0)
+    batch_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class BatchModel(Base):

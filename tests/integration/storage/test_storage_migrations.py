@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bouncer_queue.domain import Priority, RequestState
 from bouncer_queue.errors import StorageError
 from bouncer_queue.storage import migrate
 from bouncer_queue.storage.db import make_engine, mask_url, normalize_url
@@ -23,6 +25,7 @@ TABLES = {
     "Bouncer_Results",
     "Bouncer_Dead_Letter_Queue",
     "Bouncer_Health_Metrics",
+    "Bouncer_Requests",
 }
 
 
@@ -48,7 +51,7 @@ async def _schema_diff(url: str) -> list[Any]:
         await engine.dispose()
 
 
-async def test_upgrade_creates_exactly_the_six_tables_and_downgrade_removes_them(empty_database: str) -> None:
+async def test_upgrade_creates_exactly_our_tables_and_downgrade_removes_them(empty_database: str) -> None:
     assert await migrate.current(empty_database) is None
 
     await migrate.upgrade(empty_database)
@@ -61,6 +64,41 @@ async def test_upgrade_creates_exactly_the_six_tables_and_downgrade_removes_them
 
     await migrate.upgrade(empty_database)
     assert TABLES <= await _table_names(empty_database)
+
+
+async def test_0002_gives_requests_stored_before_it_a_row_built_from_their_batches(empty_database: str) -> None:
+    await migrate.upgrade(empty_database, "0001")
+    engine = make_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            for status, quantity in (("downloaded", 3), ("dead", 2), ("pending", 4)):
+                request_id = "open" if status == "pending" else "done"
+                await conn.execute(
+                    text(
+                        'INSERT INTO "Bouncer_Batches" (request_id, user_id, priority, delay_ms, status, quantity, '
+                        "duplicates, processed, attempts, retries, created_at, updated_at) VALUES "
+                        f"('{request_id}', 'u7', 2, 0, '{status}', {quantity}, 0, 0, 0, 0, "
+                        "'2026-01-01 00:00:00', '2026-01-01 00:00:00')".replace('"', _quote(conn))
+                    )
+                )
+    finally:
+        await engine.dispose()
+
+    await migrate.upgrade(empty_database)
+
+    engine = make_engine(empty_database)
+    try:
+        repo = Repository(engine)
+        done, still_open = await repo.get_request("done"), await repo.get_request("open")
+    finally:
+        await engine.dispose()
+    assert done is not None and still_open is not None
+    assert (done.status, done.total_emails, done.batch_count, done.user_id) == (RequestState.FINISHED, 5, 2, "u7")
+    assert (still_open.status, still_open.total_emails, still_open.priority) == (RequestState.ACTIVE, 4, Priority.HIGH)
+
+
+def _quote(conn: AsyncConnection) -> str:
+    return "`" if conn.dialect.name == "mysql" else '"'
 
 
 async def test_migrated_schema_matches_the_models(storage_url: str) -> None:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bouncer_queue.domain import BatchState, Priority
+from bouncer_queue.domain import BatchState, Priority, RequestState
+from bouncer_queue.errors import StorageError
 from bouncer_queue.storage.records import EmailRow, HealthMetric, RequestInfo, ResultRow
 from bouncer_queue.storage.repository import ClaimResult, Repository
 
@@ -58,6 +59,60 @@ async def test_ingest_creates_one_pending_batch_per_chunk(repo: Repository) -> N
     assert await repo.request_user("nobody") is None
 
 
+async def test_ingest_records_the_request_whole_and_finds_it_again(repo: Repository) -> None:
+    request = RequestInfo(
+        request_id="req-9",
+        user_id="user-9",
+        priority=Priority.LOW,
+        source="leads.csv",
+        fingerprint="f" * 64,
+        idempotency_key="key-9",
+        webhook_url="https://example.com/hook",
+        options={"no_cache": True},
+    )
+    await ingest(repo, count=5, size=2, request=request)
+
+    record = await repo.get_request("req-9")
+    assert record is not None
+    assert (record.status, record.total_emails, record.batch_count) == (RequestState.ACTIVE, 5, 3)
+    assert (record.user_id, record.priority, record.source) == ("user-9", Priority.LOW, "leads.csv")
+    assert (record.webhook_url, record.options, record.finished_at) == (
+        "https://example.com/hook",
+        {"no_cache": True},
+        None,
+    )
+    assert await repo.find_request_by_fingerprint("f" * 64) == record
+    assert await repo.find_request_by_idempotency_key("key-9") == record
+    assert await repo.find_request_by_fingerprint("0" * 64) is None
+    assert await repo.get_request("nobody") is None
+
+    await repo.set_request_state("req-9", RequestState.FINISHED)
+    finished = await repo.get_request("req-9")
+    assert finished is not None and finished.status == RequestState.FINISHED and finished.finished_at is not None
+
+
+async def test_a_request_id_or_idempotency_key_is_stored_once(repo: Repository) -> None:
+    await ingest(repo, count=2, size=2, request=RequestInfo("req-a", "u", idempotency_key="k"))
+
+    with pytest.raises(StorageError):
+        await ingest(repo, count=2, size=2, request=RequestInfo("req-a", "u"))
+    with pytest.raises(StorageError):
+        await ingest(repo, count=2, size=2, request=RequestInfo("req-b", "u", idempotency_key="k"))
+    assert (await repo.request_progress("req-a")).emails_total == 2
+    assert await repo.get_request("req-b") is None
+
+
+async def test_requests_are_listed_newest_first_with_filters_and_pages(repo: Repository) -> None:
+    for n in range(4):
+        await ingest(repo, count=1, size=1, request=RequestInfo(f"r{n}", "alice" if n % 2 else "bob"))
+    await repo.set_request_state("r0", RequestState.CANCELLED)
+
+    assert [r.request_id for r in await repo.list_requests()] == ["r3", "r2", "r1", "r0"]
+    assert [r.request_id for r in await repo.list_requests(limit=2, offset=1)] == ["r2", "r1"]
+    assert [r.request_id for r in await repo.list_requests(user_id="alice")] == ["r3", "r1"]
+    assert [r.request_id for r in await repo.list_requests(status=RequestState.CANCELLED)] == ["r0"]
+
+
 async def test_ingest_accepts_an_async_iterable(repo: Repository) -> None:
     async def source() -> AsyncIterator[Sequence[EmailRow]]:
         for chunk in chunked(rows(3), 2):
@@ -78,6 +133,7 @@ async def test_ingest_rolls_back_everything_when_the_iterable_fails(repo: Reposi
     progress = await repo.request_progress("req-1")
     assert (progress.emails_total, progress.batches_total) == (0, 0)
     assert await repo.oldest_pending_batch_created_at() is None
+    assert await repo.get_request("req-1") is None
 
 
 async def test_batch_lifecycle_from_claim_to_download(repo: Repository) -> None:
