@@ -4,6 +4,7 @@
      ├── ConfigError              bad or missing settings
      ├── InputError               a list that cannot be read (broken CSV, wrong encoding, oversize, no email column)
      ├── StorageError             the database cannot be reached or refused a write
+     │    └── DatabaseUnavailable the database does not answer (refused, down, connection lost): a pause
      ├── QueueBackendError        Redis/Valkey cannot be reached
      ├── UnknownQueueError        a queue name that is not one of the four
      └── BouncerError             everything about the Bouncer API (bouncer/errors.py draws its subtree)
@@ -40,6 +41,10 @@ class InputError(VerifierError):
 
 class StorageError(VerifierError):
     """The database cannot be reached or refused the operation."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database does not answer; the work waits for it rather than failing."""
 
 
 class QueueBackendError(VerifierError):

@@ -33,12 +33,15 @@ class BatchQueries(Queries):
 
     @translated("read a batch's emails")
     async def batch_emails(self, batch_id: int) -> list[BatchEmail]:
-        query = select(QueueModel.email, QueueModel.name).where(QueueModel.batch_id == batch_id).order_by(QueueModel.id)
+        # Each address once (its first row), by the lower-cased key the results are stored under.
+        firsts = select(func.min(QueueModel.id)).where(QueueModel.batch_id == batch_id)
+        firsts = firsts.group_by(func.lower(QueueModel.email))
+        query = select(QueueModel.email, QueueModel.name).where(QueueModel.id.in_(firsts)).order_by(QueueModel.id)
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [BatchEmail(email=r.email, name=r.name) for r in rows]
 
-    @translated("release a submission slot")
+    @translated("release a submission slot", must_land=True)
     async def release_submission(self, batch_id: int, error: str | None) -> None:
         values: dict[str, Any] = {"status": BatchState.PENDING.value, "updated_at": utcnow()}
         if error is not None:
@@ -46,7 +49,7 @@ class BatchQueries(Queries):
         async with self._db.write() as conn:
             await conn.execute(batch_update(batch_id, BatchState.SUBMITTING).values(**values))
 
-    @translated("record a submitted batch")
+    @translated("record a submitted batch", must_land=True)
     async def record_batch_submitted(
         self, batch_id: int, bouncer_batch_id: str, quantity: int, duplicates: int, status: BatchState
     ) -> None:

@@ -69,7 +69,8 @@ class Repository:
         """Store a request in ONE transaction: a pending batch per chunk and its emails; return the batch ids.
 
         Chunks are consumed one at a time, so a list of any size streams through; an exception from `chunks`
-        rolls everything back and propagates unchanged.
+        rolls everything back and propagates unchanged. An address repeated in a later chunk (compared
+        lower-cased) joins the batch of its first occurrence, so it is sent once; a batch left empty is not kept.
         """
         return await self._requests.ingest_request(request, chunks)
 
@@ -110,7 +111,7 @@ class Repository:
         return await self._batches.get_batch(batch_id)
 
     async def batch_emails(self, batch_id: int) -> list[BatchEmail]:
-        """The batch's addresses with their names, in row order: what is sent to Bouncer."""
+        """The batch's addresses with their names, in row order, each address once: what is sent to Bouncer."""
         return await self._batches.batch_emails(batch_id)
 
     async def try_claim_submission(self, batch_id: int, max_in_flight: int) -> ClaimResult:

@@ -106,7 +106,8 @@ def _result_rows(request_id: str, batch_id: int, results: Sequence[ResultRow], n
             json.dumps(dict(r.raw)),
             now,
         )
-    return list(by_email.values())
+    # One key order for every writer: two transactions upserting overlapping rows then cannot deadlock.
+    return [by_email[email] for email in sorted(by_email)]
 
 
 def _export_query(request_id: str, statuses: Collection[str] | None) -> Any:

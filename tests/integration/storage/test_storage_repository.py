@@ -297,3 +297,23 @@ async def test_health_metrics_are_recorded_listed_and_pruned(repo: Repository) -
 
 async def test_ping_measures_latency(repo: Repository) -> None:
     assert await repo.ping() >= 0
+
+
+async def test_a_repeated_address_is_sent_once_yet_every_row_gets_its_result(repo: Repository) -> None:
+    # Chunk 1 repeats an address within itself; chunk 2 repeats chunk 1's; chunk 3 is only repeats.
+    spellings = [["a@x.com", "b@x.com", "A@X.com"], ["c@x.com", "B@x.com"], ["C@x.COM", "a@x.com"]]
+    chunks = [[EmailRow(email=e, row_number=i) for i, e in enumerate(chunk)] for chunk in spellings]
+
+    batch_ids = await repo.ingest_request(REQUEST, chunks)
+
+    assert len(batch_ids) == 2  # the third batch held only repeats, so it is gone
+    sent = [[e.email for e in await repo.batch_emails(b)] for b in batch_ids]
+    assert sent == [["a@x.com", "b@x.com"], ["c@x.com"]]
+    assert [(await repo.get_batch(b)).quantity for b in batch_ids] == [5, 2]  # type: ignore[union-attr]
+    request = await repo.get_request(REQUEST.request_id)
+    assert request is not None and (request.total_emails, request.batch_count) == (7, 2)
+    for batch_id, emails in zip(batch_ids, sent, strict=True):
+        await repo.store_results(batch_id, [result(e) for e in emails])
+    exported = [(row.email, row.state, row.status) async for row in repo.iter_export(REQUEST.request_id)]
+    assert len(exported) == 7
+    assert {(state, status) for _, state, status in exported} == {("completed", "deliverable")}
