@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from bouncer_queue.domain import BatchState, Priority
+from bouncer_queue.domain import BatchState, Priority, RequestState
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import PermanentFailure
@@ -35,6 +35,8 @@ async def dead_letter(
     request_id = data.get("request_id")
     if isinstance(batch_id, int):
         await ctx.repo.mark_batch_dead(batch_id, error_class, message)
+        if request_id is not None:
+            await ctx.repo.finish_requests(str(request_id))
     letter_id = await ctx.repo.add_dead_letter(
         queue,
         job_name,
@@ -75,6 +77,7 @@ async def replay(ctx: StageContext, letter_id: int) -> bool:
         batch = await ctx.repo.get_batch(letter.batch_id)
         if batch is not None and batch.status in (BatchState.DEAD, BatchState.FAILED, BatchState.SUBMITTING):
             await ctx.repo.reset_batch_for_retry(batch.id)
+            await ctx.repo.set_request_state(batch.request_id, RequestState.ACTIVE)
             await ctx.enqueuer.enqueue(
                 jobs.create_batch(batch.id, batch.request_id, batch.priority, 0, batch.retries + 1)
             )

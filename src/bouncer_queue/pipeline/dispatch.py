@@ -1,21 +1,46 @@
-"""Job name -> stage: the one table the workers use to run a job, and the dead-letter hook they call."""
+"""Job name -> stage: the one table the workers use to run a job, and the dead-letter hook they call.
+
+A database that does not answer (DatabaseUnavailable, translated once by the storage boundary) is a pause,
+not a failure: the job is deferred, spending no attempt and dead-lettering nothing, with a backoff that
+doubles from DB_WAIT_FIRST_MS to DB_WAIT_MAX_MS while the outage lasts, and resets once any job gets through.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from bouncer_queue.errors import DatabaseUnavailable
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.deadletter import dead_letter
 from bouncer_queue.pipeline.download import download_batch_results
 from bouncer_queue.pipeline.housekeeping import Housekeeping
-from bouncer_queue.pipeline.outcomes import PermanentFailure
+from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
 from bouncer_queue.pipeline.poll import check_batch_status
 from bouncer_queue.pipeline.retry import retry_failed_batch
 from bouncer_queue.pipeline.submit import create_batch
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
+
+DB_WAIT_FIRST_MS = 1_000
+DB_WAIT_MAX_MS = 30_000
+
+
+class OutageBackoff:
+    """How long a job waits for the database: doubling per failed job while it is away, reset when it answers."""
+
+    def __init__(self, first_ms: int = DB_WAIT_FIRST_MS, max_ms: int = DB_WAIT_MAX_MS) -> None:
+        self._first_ms = first_ms
+        self._max_ms = max_ms
+        self._next_ms = first_ms
+
+    def next_wait_ms(self) -> int:
+        wait, self._next_ms = self._next_ms, min(self._next_ms * 2, self._max_ms)
+        return wait
+
+    def reset(self) -> None:
+        self._next_ms = self._first_ms
 
 
 class Dispatcher:
@@ -23,6 +48,7 @@ class Dispatcher:
 
     def __init__(self, ctx: StageContext, housekeeping: Housekeeping) -> None:
         self._ctx = ctx
+        self._outage = OutageBackoff()
         self._handlers: dict[str, Handler] = {
             jobs.CREATE_BATCH: lambda d: create_batch(ctx, d),
             jobs.RETRY_FAILED_BATCH: lambda d: retry_failed_batch(ctx, d),
@@ -36,7 +62,12 @@ class Dispatcher:
         handler = self._handlers.get(job_name)
         if handler is None:
             raise PermanentFailure("UnknownJob", f"no stage handles jobs named {job_name!r}")
-        return await handler(data)
+        try:
+            result = await handler(data)
+        except DatabaseUnavailable as exc:
+            raise Defer(self._outage.next_wait_ms(), f"waiting for the database: {exc}") from exc
+        self._outage.reset()
+        return result
 
     async def on_final_failure(
         self, queue: str, job_name: str, data: Mapping[str, Any], error: BaseException, attempts: int

@@ -59,6 +59,7 @@ async def download_batch_results(ctx: StageContext, data: Mapping[str, Any]) -> 
     except BatchStateError as exc:
         raise Defer(ctx.policy.poll_interval_ms, "results not ready yet") from exc
     totals = await ctx.repo.store_results(batch.id, [to_result_row(r) for r in results])
+    await ctx.repo.finish_requests(batch.request_id)
     for status, count in Counter(r.status for r in results).items():
         ctx.observer.emails_verified(status, count)
     log.info(

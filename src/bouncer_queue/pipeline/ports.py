@@ -33,6 +33,11 @@ class Enqueuer(Protocol):
         """Add several jobs in one round trip; return their ids."""
         ...
 
+    async def enqueue_again(self, specs: Sequence[JobSpec]) -> int:
+        """Add the jobs like `enqueue_many`, except that a job whose id belongs to a job that already ended
+        (failed, or completed) is replaced by a fresh one that runs again; return how many were replaced."""
+        ...
+
     async def promote_delayed(self, queue: str, *, name: str | None = None, limit: int | None = None) -> int:
         """Move delayed (deferred) jobs to waiting now: all, or the `limit` first by priority then age, of
         those called `name`; return how many. Used when a batch slot frees."""

@@ -20,6 +20,8 @@ from bouncer_queue.queueing.queues import QueueSet
 
 logger = logging.getLogger(__name__)
 
+_ENDED = frozenset({"failed", "completed"})
+
 
 class BullmqEnqueuer:
     """Puts jobs on bullmq queues under `prefix`. Close with `close()`."""
@@ -80,6 +82,19 @@ class BullmqEnqueuer:
             for index, job in zip(indexes, jobs, strict=True):
                 ids[index] = str(job.id)
         return ids
+
+    async def enqueue_again(self, specs: Sequence[JobSpec]) -> int:
+        """Add the jobs; one whose id is taken by a failed or completed job is removed first, so it runs again
+        (with fresh attempts). Deterministic ids would otherwise make such a job block its batch for good."""
+        replaced = 0
+        for spec in specs:
+            queue = self._queue(spec.queue)
+            if spec.job_id is not None and await queue.getJobState(spec.job_id) in _ENDED:
+                # A job that is running holds a lock, and removeJob leaves a locked job alone.
+                await queue.remove(spec.job_id)
+                replaced += 1
+        await self.enqueue_many(specs)
+        return replaced
 
     async def promote_delayed(self, queue: str, *, name: str | None = None, limit: int | None = None) -> int:
         """Move delayed jobs to waiting now: all of them, or the `limit` first by priority then age (optionally

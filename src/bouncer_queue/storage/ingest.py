@@ -33,6 +33,7 @@ from bouncer_queue.storage.records import EmailRow, RequestInfo, RequestProgress
 from bouncer_queue.storage.tables import BatchModel, QueueModel, RequestModel, utcnow
 from bouncer_queue.storage.transactions import Queries, new_id, translated
 
+_FINAL_BATCH_STATES = (BatchState.DOWNLOADED.value, BatchState.DEAD.value)
 _QUEUE_COLUMNS = (
     "request_id",
     "user_id",
@@ -122,6 +123,19 @@ class RequestQueries(Queries):
         values = {"status": state.value, "updated_at": utcnow(), "finished_at": utcnow() if done else None}
         async with self._db.write() as conn:
             await conn.execute(update(RequestModel).where(_is(request_id)).values(**values))
+
+    @translated("finish requests")
+    async def finish_requests(self, request_id: str | None = None) -> int:
+        open_batch = select(BatchModel.id).where(
+            BatchModel.request_id == RequestModel.request_id, BatchModel.status.not_in(_FINAL_BATCH_STATES)
+        )
+        query = update(RequestModel).where(RequestModel.status == RequestState.ACTIVE.value, ~open_batch.exists())
+        if request_id is not None:
+            query = query.where(_is(request_id))
+        now = utcnow()
+        values = {"status": RequestState.FINISHED.value, "finished_at": now, "updated_at": now}
+        async with self._db.write() as conn:
+            return int((await conn.execute(query.values(**values))).rowcount or 0)
 
     async def _first(self, condition: Any) -> RequestRecord | None:
         # The newest match: a fingerprint may belong to several requests (`verify --new` makes another).

@@ -104,6 +104,11 @@ class Repository:
         """Record where the request stands; finished and cancelled also stamp `finished_at`."""
         await self._requests.set_request_state(request_id, state)
 
+    async def finish_requests(self, request_id: str | None = None) -> int:
+        """Mark active requests finished once every batch is downloaded or dead: the one given, or all of them.
+        Returns how many were marked."""
+        return await self._requests.finish_requests(request_id)
+
     # Batches
 
     async def get_batch(self, batch_id: int) -> BatchRecord | None:

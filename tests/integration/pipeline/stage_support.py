@@ -32,6 +32,10 @@ class RecordingEnqueuer:
     async def enqueue_many(self, specs: Sequence[JobSpec]) -> list[str]:
         return [await self.enqueue(s) for s in specs]
 
+    async def enqueue_again(self, specs: Sequence[JobSpec]) -> int:
+        await self.enqueue_many(specs)
+        return 0
+
     async def promote_delayed(self, queue: str, *, name: str | None = None, limit: int | None = None) -> int:
         self.promoted.append((queue, name, limit))
         return 0

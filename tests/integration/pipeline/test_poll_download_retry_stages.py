@@ -6,23 +6,40 @@ so each status and error can be produced on purpose.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
-from stage_support import BATCH_OK, RecordingEnqueuer, Responder, new_batch, state
+from pydantic import SecretStr
+from stage_support import BATCH_OK, MemoryGate, RecordingEnqueuer, Responder, new_batch, state
 
-from bouncer_queue.domain import BatchState
+from bouncer_queue.bouncer import BouncerClient
+from bouncer_queue.domain import BatchState, RequestState
 from bouncer_queue.pipeline import deadletter, jobs
 from bouncer_queue.pipeline.context import StageContext
+from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.download import download_batch_results
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
 from bouncer_queue.pipeline.poll import check_batch_status
 from bouncer_queue.pipeline.retry import retry_failed_batch
 from bouncer_queue.pipeline.submit import create_batch
+from bouncer_queue.storage.db import make_engine
+from bouncer_queue.storage.ratelimit import Budget, RateLimiter
+from bouncer_queue.storage.repository import Repository
 
 BOUNCER_ID = "a" * 24
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 RESULT = {"status": "deliverable", "reason": "accepted_email", "score": 97, "domain": {"name": "example.com"}}
 
 
@@ -80,7 +97,9 @@ async def test_a_completed_batch_frees_its_slot_wakes_one_waiting_batch_and_is_d
     assert recorder(ctx).promoted == [(jobs.EMAIL_VERIFICATION, jobs.CREATE_BATCH, 1)]
 
     bouncer.download = (200, [RESULT | {"email": "a@example.com"}])
+    assert (await ctx.repo.get_request("r1")).status == RequestState.ACTIVE  # type: ignore[union-attr]
     await download_batch_results(ctx, {"batch_id": batch_id})
+    assert (await ctx.repo.get_request("r1")).status == RequestState.FINISHED  # type: ignore[union-attr]
     progress = await ctx.repo.request_progress("r1")
     assert await state(ctx, batch_id) == BatchState.DOWNLOADED
     assert dict(progress.emails_by_state) == {"completed": 1, "failed": 1}  # b@ had no result
@@ -143,6 +162,7 @@ async def test_a_dead_letter_is_recorded_queued_and_replayable_once(submitted: A
         ctx, jobs.EMAIL_VERIFICATION, jobs.CREATE_BATCH, {"batch_id": batch_id, "request_id": "r1"}, error, 1
     )
     assert await state(ctx, batch_id) == BatchState.DEAD
+    assert (await ctx.repo.get_request("r1")).status == RequestState.FINISHED  # type: ignore[union-attr]
     assert dict((await ctx.repo.request_progress("r1")).emails_by_state) == {"dead": 2}
     [letter] = await ctx.repo.list_dead_letters()
     assert (letter.id, letter.error_class, letter.batch_id) == (letter_id, "InsufficientCredits", batch_id)
@@ -150,5 +170,26 @@ async def test_a_dead_letter_is_recorded_queued_and_replayable_once(submitted: A
 
     assert await deadletter.replay(ctx, letter_id) is True
     assert await state(ctx, batch_id) == BatchState.PENDING
+    assert (await ctx.repo.get_request("r1")).status == RequestState.ACTIVE  # type: ignore[union-attr]
     assert recorder(ctx).jobs[-1].name == jobs.CREATE_BATCH
     assert await deadletter.replay(ctx, letter_id) is False
+
+
+async def test_a_database_that_does_not_answer_defers_the_job_with_a_capped_backoff(tmp_path: Path) -> None:
+    # A port nothing listens on: every query is refused, as while PostgreSQL restarts.
+    engine = make_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/absent")
+    client = BouncerClient(httpx.AsyncClient(base_url="https://bouncer.test/v1.1"), lambda: SecretStr("k-123456"))
+    limiter = RateLimiter(engine, {"batch": Budget(100, 60), "create": Budget(100, 60)})
+    ctx = StageContext(Repository(engine), client, limiter, RecordingEnqueuer(), MemoryGate())
+    dispatcher = Dispatcher(ctx, cast(Any, SimpleNamespace(cleanup_rate_limits=None, run_health_check=None)))
+    waits = []
+    try:
+        for _ in range(7):
+            with pytest.raises(Defer) as deferred:
+                await dispatcher.run(jobs.CREATE_BATCH, {"batch_id": 1, "request_id": "r1"})
+            waits.append(deferred.value.delay_ms)
+    finally:
+        await client.aclose()
+        await engine.dispose()
+    assert waits == [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]
+    assert recorder(ctx).jobs == []  # nothing dead-lettered

@@ -130,3 +130,25 @@ async def test_close_forces_after_the_grace_period(
     await pool.close(grace_seconds=0.3)
     assert time.monotonic() - began < 10  # did not wait out the 60 s job
     assert f"{Q}/{job_id} (check-batch-status)" in caplog.text
+
+
+async def test_enqueue_again_replaces_a_job_that_failed(
+    start_workers: Any, eventually: Any, enqueuer: BullmqEnqueuer, admin: QueueAdmin
+) -> None:
+    fixed = JobSpec(Q, "check-batch-status", {"batch_id": "b-8"}, job_id="check-b-8")
+    calls: list[str] = []
+
+    async def process(name: str, data: Mapping[str, Any], ctx: JobContext) -> None:
+        calls.append(ctx.job_id)
+        if len(calls) == 1:
+            raise PermanentFailure("StorageError", "the dead letter could not be written")
+
+    await start_workers(process, Q)
+    await enqueuer.enqueue(fixed)
+    await eventually(lambda: _count(admin, "failed", 1))
+    # The deterministic id blocks a plain add: nothing runs again.
+    await enqueuer.enqueue_many([fixed])
+    assert await enqueuer.enqueue_again([fixed]) == 1
+    await eventually(lambda: _count(admin, "completed", 1))
+    assert calls == [fixed.job_id, fixed.job_id]
+    assert (await admin.queue_counts(Q))["failed"] == 0
