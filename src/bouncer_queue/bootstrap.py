@@ -26,7 +26,7 @@ from bouncer_queue.pipeline.context import Policy, StageContext
 from bouncer_queue.queueing.admin import QueueAdmin
 from bouncer_queue.queueing.connection import RedisTarget, open_redis_target
 from bouncer_queue.queueing.enqueue import BullmqEnqueuer
-from bouncer_queue.queueing.flags import RedisCreditsGate
+from bouncer_queue.queueing.flags import RedisAuthGate, RedisCreditsGate
 from bouncer_queue.storage import migrate
 from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.ratelimit import RateLimiter, budgets_from_settings
@@ -48,6 +48,7 @@ class Runtime:
     enqueuer: BullmqEnqueuer
     admin: QueueAdmin
     credits_gate: RedisCreditsGate
+    auth_gate: RedisAuthGate
     metrics: Metrics
     ctx: StageContext
 
@@ -107,6 +108,7 @@ async def open_runtime(
         flags_client = redis.open_client()
         stack.push_async_callback(flags_client.aclose)
         gate = RedisCreditsGate(flags_client, settings.queue_prefix)
+        auth_gate = RedisAuthGate(flags_client, settings.queue_prefix, bouncer.key_fingerprint)
         ctx = StageContext(
             repo=repo,
             bouncer=bouncer,
@@ -115,5 +117,6 @@ async def open_runtime(
             credits_gate=gate,
             policy=Policy.from_settings(settings),
             observer=metrics,
+            auth_gate=auth_gate,
         )
-        yield Runtime(settings, redis, engine, repo, limiter, bouncer, enqueuer, admin, gate, metrics, ctx)
+        yield Runtime(settings, redis, engine, repo, limiter, bouncer, enqueuer, admin, gate, auth_gate, metrics, ctx)

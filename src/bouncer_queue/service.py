@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from bouncer_queue.bootstrap import Runtime, open_runtime
+from bouncer_queue.bouncer import AuthError, Forbidden
 from bouncer_queue.bouncer.client import ApiKeyProvider
 from bouncer_queue.config import Settings
 from bouncer_queue.domain import BatchState, Priority
@@ -28,7 +29,7 @@ from bouncer_queue.pipeline import deadletter, recover
 from bouncer_queue.pipeline.ingest import AddResult, EmailInput, add_emails_to_queue
 from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, WORK_QUEUES, check_queue_name
 from bouncer_queue.storage.db import make_engine
-from bouncer_queue.storage.records import DeadLetter, ExportRow, HealthMetric, RequestProgress
+from bouncer_queue.storage.records import DeadLetter, ExportRow, HealthMetric, RequestProgress, RequestRecord
 from bouncer_queue.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,11 @@ class QueueManager:
         *,
         priority: str | Priority = Priority.NORMAL,
         delay: int = 0,
+        fingerprint: str | None = None,
+        source: str | None = None,
     ) -> AddResult:
-        """Store and enqueue a list; `delay` (ms) holds back its first jobs."""
+        """Store and enqueue a list; `delay` (ms) holds back its first jobs. A `request_id` already stored is
+        returned as it is (`existing`), and nothing is stored; `fingerprint` lets `find_request` find it."""
         rt = self.runtime
         return await add_emails_to_queue(
             rt.repo,
@@ -117,7 +121,13 @@ class QueueManager:
             priority=priority,
             delay_ms=delay,
             batch_size=self.settings.batch_size,
+            fingerprint=fingerprint,
+            source=source,
         )
+
+    async def find_request(self, fingerprint: str) -> RequestRecord | None:
+        """The newest request stored with this content fingerprint, or None."""
+        return await self.runtime.repo.find_request_by_fingerprint(fingerprint)
 
     async def request_progress(self, request_id: str) -> RequestProgress:
         return await self.runtime.repo.request_progress(request_id)
@@ -192,6 +202,7 @@ class QueueManager:
         failed = sum(counts.get(q, {}).get("failed", 0) for q in WORK_QUEUES)
         in_flight = await rt.repo.in_flight_count() if db_ms is not None else 0
         gate_closed = await rt.credits_gate.is_closed() if redis_ms is not None else False
+        key_refused = await self.api_key_refused() if redis_ms is not None else None
         oldest = await rt.admin.oldest_waiting_age_seconds() if redis_ms is not None else None
         self._publish(counts, usage, in_flight, credits)
         return HealthSnapshot(
@@ -212,6 +223,7 @@ class QueueManager:
             failed_jobs=failed,
             oldest_waiting_age_seconds=oldest,
             credits_exhausted=gate_closed,
+            api_key_refused=key_refused,
             errors=errors,
         )
 
@@ -245,13 +257,23 @@ class QueueManager:
             if not decision.allowed:
                 return None  # Bouncer allows 10 credit checks a minute; skipping one is not a failure
             credits = await rt.bouncer.credits()
+        except (AuthError, Forbidden) as exc:
+            await rt.auth_gate.close(str(exc))
+            errors["bouncer"] = self._scrub(str(exc))
+            return None
         except Exception as exc:
             errors["bouncer"] = self._scrub(str(exc))
             return None
+        await rt.auth_gate.open()  # the key in force was just accepted
         if await rt.credits_gate.is_closed() and credits >= await self._credits_needed():
             await rt.credits_gate.open()
             log.warning("Bouncer credits are back; submissions resume", extra={"action": "credits_restored"})
         return credits
+
+    async def api_key_refused(self) -> str | None:
+        """Why Bouncer refused the API key in force (the auth gate is closed), or None."""
+        gate = self.runtime.auth_gate
+        return await gate.reason() if await gate.is_closed() else None
 
     async def _credits_needed(self) -> int:
         """What the smallest waiting batch costs: reopening the gate for less would only earn another 402."""

@@ -8,6 +8,7 @@ hook as (endpoint group, HTTP status or 0) for metrics. It never logs, raises or
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
@@ -57,6 +58,13 @@ class BouncerClient:
     async def aclose(self) -> None:
         """Close the underlying AsyncClient (the client owns it once built by `make_bouncer_client`)."""
         await self._http.aclose()
+
+    def key_fingerprint(self) -> str | None:
+        """A short hash naming the key in force, never the key itself: tells a refused key from its successor."""
+        key = self._api_key()
+        if key is None or not key.get_secret_value():
+            return None
+        return hashlib.sha256(key.get_secret_value().encode()).hexdigest()[:16]
 
     async def create_batch(self, emails: Sequence[BatchEmail], *, callback_url: str | None = None) -> BatchInfo:
         """Submit addresses as a new async batch (this reserves credits at Bouncer)."""

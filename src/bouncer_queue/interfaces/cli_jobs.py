@@ -56,12 +56,15 @@ def verify(
     column: ColumnOpt = None,
     encoding: EncodingOpt = None,
     max_rows: MaxRowsOpt = None,
+    new: Annotated[bool, typer.Option("--new", help="Verify again as a new request, even if run before.")] = False,
 ) -> None:
-    """Verify a list in one command: starts what is missing, runs the workers here, writes the results."""
+    """Verify a list in one command: starts what is missing, runs the workers here, writes the results.
+
+    Run again on the same list, it resumes the earlier request instead of paying twice (--new: start afresh)."""
     settings = load_settings()
     redactor = setup_logging(settings, quiet=True)  # INFO lines would scroll over the progress bar
     options = SubmitOptions(
-        user_id=user_id, priority=_priority(priority), column=column, max_rows=max_rows, encoding=encoding
+        user_id=user_id, priority=_priority(priority), column=column, max_rows=max_rows, encoding=encoding, new=new
     )
     with simulator_if_no_key(settings, console) as effective:
         keys = ApiKeySource(effective, on_new_key=redactor.add_secret)
@@ -98,10 +101,14 @@ def submit(
         async with QueueManager(settings) as manager:
             submitted = await submit_file(manager, file, options)
             result = submitted.result
-            console.print(
-                f"{result.total_emails} addresses in {result.batch_count} batches; {submitted.skipped} rows skipped",
-                highlight=False,
-            )
+            if result.existing:
+                console.print(f"request {result.request_id} already exists: nothing was stored", highlight=False)
+            else:
+                console.print(
+                    f"{result.total_emails} addresses in {result.batch_count} batches; "
+                    f"{submitted.skipped} rows skipped",
+                    highlight=False,
+                )
             for example in submitted.skipped_examples:
                 console.print(f"  skipped {example}", highlight=False)
             if wait:

@@ -2,14 +2,18 @@
 
 `verify` is the main job in one command: it starts whatever is missing (the embedded Valkey and SQLite come
 from open_runtime; the simulator when no API key is set), runs the workers in this process, submits the list,
-shows progress, writes the results beside the input and prints a summary. The typer commands in cli.py stay
-thin and call these.
+shows progress, writes the results beside the input and prints a summary. Run again on the same content (and
+the same result-shaping options) with the same database, it resumes the request it made before instead of
+verifying, and paying for, the list twice; `--new` starts a fresh one. If Bouncer refuses the API key, it stops
+with an error and writes no results file. The typer commands in cli.py stay thin and call these.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,8 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bouncer_queue.config import Settings
-from bouncer_queue.domain import Priority
-from bouncer_queue.errors import Interrupted, QueueBackendError
+from bouncer_queue.domain import Priority, RequestState
+from bouncer_queue.errors import ConfigError, Interrupted, QueueBackendError
 from bouncer_queue.lists import default_output_path, read_list, write_export
 from bouncer_queue.ops.keys import ApiKeySource
 from bouncer_queue.pipeline.ingest import AddResult
@@ -49,6 +53,19 @@ class SubmitOptions:
     column: str | None = None
     max_rows: int | None = None
     encoding: str | None = None
+    #: verify only: make a new request even when this list was submitted before.
+    new: bool = False
+
+    def fingerprint(self, path: Path) -> str:
+        """sha256 of the file's bytes and of the options that decide which rows are read (column, encoding,
+        row limit): the same list read the same way gets the same fingerprint."""
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        shaping = {"column": self.column, "encoding": self.encoding, "max_rows": self.max_rows}
+        digest.update(json.dumps(shaping, sort_keys=True).encode())
+        return digest.hexdigest()
 
 
 @dataclass
@@ -60,11 +77,19 @@ class Submitted:
     skipped_examples: list[str] = field(default_factory=list)
 
 
-async def submit_file(manager: QueueManager, path: Path, options: SubmitOptions) -> Submitted:
+async def submit_file(
+    manager: QueueManager, path: Path, options: SubmitOptions, fingerprint: str | None = None
+) -> Submitted:
     """Read a list file as a stream and add it to the queues."""
     reader = read_list(path, column=options.column, max_rows=options.max_rows, encoding=options.encoding)
     result = await manager.add_emails_to_queue(
-        reader, options.user_id, options.request_id, priority=options.priority, delay=options.delay_ms
+        reader,
+        options.user_id,
+        options.request_id,
+        priority=options.priority,
+        delay=options.delay_ms,
+        fingerprint=fingerprint,
+        source=path.name,
     )
     examples = [f"row {s.row_number}: {s.reason}" for s in reader.skipped[:5]]
     return Submitted(result, reader.skipped_total, examples)
@@ -174,19 +199,57 @@ def simulator_if_no_key(settings: Settings, console: Console) -> Iterator[Settin
 
 async def _until_done(manager: QueueManager, request_id: str, console: Console, workers: BackgroundWorkers) -> None:
     """Wait for the request; a signal ends the wait (Interrupted), and so does a failure of the workers
-    (its error is raised), so verify never waits on workers that are gone."""
+    (its error is raised), or Bouncer refusing the key (ConfigError), so verify never waits on nothing."""
     waiter = asyncio.create_task(wait_for_request(manager, request_id, console))
     stopper = asyncio.create_task(workers.stop.wait())
-    done, _ = await asyncio.wait({waiter, stopper, workers.task}, return_when=asyncio.FIRST_COMPLETED)
+    refused = asyncio.create_task(_until_key_refused(manager))
+    done, _ = await asyncio.wait({waiter, stopper, refused, workers.task}, return_when=asyncio.FIRST_COMPLETED)
     stopper.cancel()
+    refused.cancel()
     if waiter in done:
         waiter.result()  # the request is done (or reading its progress failed: that error goes up)
         return
     waiter.cancel()
+    if refused in done:
+        raise ConfigError(
+            f"Bouncer refused the API key ({refused.result()}). Nothing was dead-lettered and no results file was "
+            f"written: set a valid key and run verify again, which resumes request {request_id}."
+        )
     if workers.task in done:
         workers.task.result()  # raises the workers' error
         raise QueueBackendError("the workers stopped before the list was verified")
     raise Interrupted
+
+
+async def _until_key_refused(manager: QueueManager, interval: float = 0.5) -> str:
+    """Return why, as soon as the auth gate closes (Bouncer answered 401 or 403 to the key in force)."""
+    while (reason := await manager.api_key_refused()) is None:
+        await asyncio.sleep(interval)
+    return reason
+
+
+async def _resume_or_submit(
+    manager: QueueManager, path: Path, options: SubmitOptions, console: Console
+) -> tuple[str, int, int]:
+    """The request of an earlier run of this list (unless `options.new`), or a new one: (id, rows, skipped)."""
+    fingerprint = options.fingerprint(path)
+    earlier = None if options.new else await manager.find_request(fingerprint)
+    if earlier is not None and earlier.status != RequestState.CANCELLED:
+        done = earlier.status == RequestState.FINISHED
+        console.print(
+            f"this list was submitted before as request [bold]{earlier.request_id}[/bold] "
+            f"({earlier.total_emails} addresses): {'writing its results again' if done else 'resuming it'}; "
+            "use --new to verify it again",
+            highlight=False,
+        )
+        return earlier.request_id, earlier.total_emails, 0
+    submitted = await submit_file(manager, path, options, fingerprint)
+    result = submitted.result
+    console.print(
+        f"request [bold]{result.request_id}[/bold]: {result.total_emails} addresses in "
+        f"{result.batch_count} batches ({submitted.skipped} rows skipped)"
+    )
+    return result.request_id, result.total_emails, submitted.skipped
 
 
 @dataclass
@@ -214,12 +277,7 @@ async def verify_file(
     manager = QueueManager(settings, api_key=keys, auto_migrate=True)
     async with manager, running_workers(manager) as workers:
         with on_stop(workers.stop.set):
-            submitted = await submit_file(manager, path, options)
-            request_id = submitted.result.request_id
-            console.print(
-                f"request [bold]{request_id}[/bold]: {submitted.result.total_emails} addresses in "
-                f"{submitted.result.batch_count} batches ({submitted.skipped} rows skipped)"
-            )
+            request_id, total, skipped = await _resume_or_submit(manager, path, options, console)
             await _until_done(manager, request_id, console, workers)
         _, counts = await export_results(manager, request_id, out_path, "csv", None)
-    return VerifyOutcome(request_id, submitted.result.total_emails, submitted.skipped, out_path, counts)
+    return VerifyOutcome(request_id, total, skipped, out_path, counts)

@@ -3,7 +3,8 @@
 A collector elsewhere (the health-check job, `status` command, `/api/health`) gathers a `HealthSnapshot` from
 Redis, the database, the Bouncer client and the queues; `evaluate` applies the seed's rules:
 
-- Redis or the database down: **unhealthy** (no job can run or be recorded).
+- Redis or the database down, or Bouncer refusing the API key (the auth gate is closed): **unhealthy** (no job
+  can run or be recorded, or none can be sent until someone rotates the key).
 - Bouncer unreachable, credits exhausted, or any alert: **degraded** (jobs wait, nothing is lost).
 - Alerts fire strictly above their threshold: backlog > 1000, failed jobs > 50, rate-limit utilization > 90 %,
   process memory over the limit, Redis memory over 90 % of its maxmemory.
@@ -38,6 +39,8 @@ class HealthSnapshot:
     database_latency_ms: float | None = None
     credits_left: int | None = None
     credits_exhausted: bool = False
+    #: Why Bouncer refused the API key (401/403), while the auth gate is closed; None when it is not.
+    api_key_refused: str | None = None
     #: Share of each shared Bouncer budget in use, 0-1, by budget name.
     rate_limit_utilization: Mapping[str, float] = field(default_factory=dict)
     process_rss_mb: float | None = None
@@ -129,6 +132,8 @@ def _fatal_problems(s: HealthSnapshot) -> list[str]:
         found.append(_problem("redis", "Redis is unreachable", s.errors))
     if not s.database_ok:
         found.append(_problem("database", "the database is unreachable", s.errors))
+    if s.api_key_refused is not None:
+        found.append(f"Bouncer refused the API key ({s.api_key_refused}); submissions wait for a new key")
     return found
 
 

@@ -1,7 +1,7 @@
 """What every pipeline stage receives: its collaborators and the policy numbers, passed in, never imported.
 
 The stages only see narrow interfaces: the repository (the ledger), the Bouncer client, the shared rate
-limiter, an Enqueuer and a CreditsGate. `bootstrap.py` builds the real ones; tests may hand in others.
+limiter, an Enqueuer and two gates (credits, auth). `bootstrap.py` builds the real ones; tests may hand in others.
 """
 
 from __future__ import annotations
@@ -25,14 +25,18 @@ class Limiter(Protocol):
     async def acquire(self, budgets: Sequence[str], endpoint: str) -> Decision: ...
 
 
-class CreditsGate(Protocol):
-    """Closed after a 402: no new batch is submitted until the health check sees credits again."""
+class Gate(Protocol):
+    """A shared switch that stops submissions: the credits gate (closed after a 402, until the health check
+    sees credits again) and the auth gate (closed after a 401/403, until the API key changes)."""
 
     async def is_closed(self) -> bool: ...
 
     async def close(self, reason: str) -> None: ...
 
     async def open(self) -> None: ...
+
+
+CreditsGate = Gate
 
 
 class StageObserver(Protocol):
@@ -59,6 +63,8 @@ class Policy:
     slot_wait_ms: int = 300_000
     #: How long a create-batch job waits while credits are exhausted before looking again.
     credits_wait_ms: int = 60_000
+    #: How often a job that calls Bouncer looks again at a closed auth gate (a Redis read, no Bouncer call).
+    auth_wait_ms: int = 15_000
     #: How long to wait after Bouncer answered 429 (it sends no Retry-After header).
     rate_limited_wait_ms: int = 5_000
     #: How long a create call can take at most (the HTTP timeouts, plus a margin). A batch found `submitting`
@@ -88,7 +94,24 @@ class StageContext:
     bouncer: BouncerClient
     limiter: Limiter
     enqueuer: Enqueuer
-    credits_gate: CreditsGate
+    credits_gate: Gate
     policy: Policy = field(default_factory=Policy)
     observer: StageObserver = field(default_factory=_NoObserver)
     clock: Callable[[], float] = time.time
+    auth_gate: Gate = field(default_factory=lambda: _MemoryGate())
+
+
+class _MemoryGate:
+    """A gate in this process only: the default for embeddings and tests that build their own context."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    async def is_closed(self) -> bool:
+        return self.reason is not None
+
+    async def close(self, reason: str) -> None:
+        self.reason = reason
+
+    async def open(self) -> None:
+        self.reason = None

@@ -3,13 +3,19 @@
 A database that does not answer (DatabaseUnavailable, translated once by the storage boundary) is a pause,
 not a failure: the job is deferred, spending no attempt and dead-lettering nothing, with a backoff that
 doubles from DB_WAIT_FIRST_MS to DB_WAIT_MAX_MS while the outage lasts, and resets once any job gets through.
+
+A key Bouncer refuses (401, 403) is no fault of the batch either: whichever stage meets it closes the auth gate
+and defers; while the gate is closed, the jobs that call Bouncer wait without calling it. Rotating the key
+reopens the gate (queueing/flags.py), and they carry on.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from bouncer_queue.bouncer import AuthError, Forbidden
 from bouncer_queue.errors import DatabaseUnavailable
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.context import StageContext
@@ -23,6 +29,10 @@ from bouncer_queue.pipeline.submit import create_batch
 
 Handler = Callable[[Mapping[str, Any]], Awaitable[Any]]
 
+log = logging.getLogger(__name__)
+_KEY_REFUSED = {"action": "api_key_refused"}
+
+_CALLS_BOUNCER = frozenset({jobs.CREATE_BATCH, jobs.CHECK_BATCH_STATUS, jobs.DOWNLOAD_BATCH_RESULTS})
 DB_WAIT_FIRST_MS = 1_000
 DB_WAIT_MAX_MS = 30_000
 
@@ -62,10 +72,17 @@ class Dispatcher:
         handler = self._handlers.get(job_name)
         if handler is None:
             raise PermanentFailure("UnknownJob", f"no stage handles jobs named {job_name!r}")
+        auth_gate = self._ctx.auth_gate
         try:
+            if job_name in _CALLS_BOUNCER and await auth_gate.is_closed():
+                raise Defer(self._ctx.policy.auth_wait_ms, "Bouncer refused the API key")
             result = await handler(data)
         except DatabaseUnavailable as exc:
             raise Defer(self._outage.next_wait_ms(), f"waiting for the database: {exc}") from exc
+        except (AuthError, Forbidden) as exc:
+            await auth_gate.close(str(exc))
+            log.error("Bouncer refused the API key: %s; nothing is sent until it changes", exc, extra=_KEY_REFUSED)
+            raise Defer(self._ctx.policy.auth_wait_ms, "Bouncer refused the API key") from exc
         self._outage.reset()
         return result
 

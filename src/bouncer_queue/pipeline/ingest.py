@@ -3,7 +3,8 @@
 Stores every address of a request (Bouncer_Queue) and its batches (Bouncer_Batches) in one transaction, and
 only then enqueues one create-batch job per batch. Input is consumed as a stream, BATCH_SIZE rows at a time, so
 a list of a million addresses never sits whole in memory. If enqueueing fails after the commit (Redis down),
-nothing is lost: the batches are pending in the ledger and `recover` enqueues them again.
+nothing is lost: the batches are pending in the ledger and `recover` enqueues them again. A request id that
+is already stored is answered with that request, and nothing is stored again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class AddResult:
     total_emails: int
     batch_count: int
     batch_ids: tuple[int, ...]
+    #: True when the request id was already stored: this call stored and enqueued nothing.
+    existing: bool = False
 
 
 def _to_row(item: EmailInput, index: int) -> EmailRow:
@@ -76,8 +79,12 @@ async def add_emails_to_queue(
     priority: str | Priority = Priority.NORMAL,
     delay_ms: int = 0,
     batch_size: int = 10_000,
+    fingerprint: str | None = None,
+    source: str | None = None,
 ) -> AddResult:
-    """Store a request's addresses, split them into batches, and enqueue one create-batch job per batch."""
+    """Store a request's addresses, split them into batches, and enqueue one create-batch job per batch.
+
+    `fingerprint` (the list's content and result-shaping options) lets a later run find the request again."""
     if not user_id or not str(user_id).strip():
         raise InputError("user_id is required")
     if delay_ms < 0:
@@ -86,8 +93,16 @@ async def add_emails_to_queue(
         level = Priority.parse(priority)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if request_id is not None and (stored := await repo.get_request(request_id)) is not None:
+        log.info("request already stored", extra={"action": "request_exists", "request_id": request_id})
+        return AddResult(request_id, stored.total_emails, stored.batch_count, (), existing=True)
     request = RequestInfo(
-        request_id=request_id or uuid.uuid4().hex, user_id=str(user_id), priority=level, delay_ms=delay_ms
+        request_id=request_id or uuid.uuid4().hex,
+        user_id=str(user_id),
+        priority=level,
+        delay_ms=delay_ms,
+        fingerprint=fingerprint,
+        source=source,
     )
     counter = [0]
     batch_ids = await repo.ingest_request(request, chunked(emails, batch_size, counter))

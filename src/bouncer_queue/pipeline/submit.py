@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from bouncer_queue.bouncer import (
+    AuthError,
     BouncerAPIError,
     BouncerUnavailable,
+    Forbidden,
     InsufficientCredits,
     RateLimited,
 )
@@ -118,6 +120,10 @@ async def _submit(ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail
         await ctx.repo.release_submission(batch.id, str(exc))
         await ctx.credits_gate.close(str(exc))
         raise PermanentFailure(type(exc).__name__, str(exc)) from exc
+    except (AuthError, Forbidden) as exc:
+        # Bouncer refused the key, not the batch: it goes back to pending, and the dispatcher closes the auth gate.
+        await ctx.repo.release_submission(batch.id, str(exc))
+        raise
     except BouncerAPIError as exc:
         await ctx.repo.release_submission(batch.id, str(exc))
         if exc.retryable:

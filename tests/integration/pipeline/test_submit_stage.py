@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -17,7 +19,9 @@ from stage_support import BATCH_OK, Responder, answer, new_batch, state
 from bouncer_queue.bouncer import BouncerUnavailable, ServerError
 from bouncer_queue.domain import BatchState
 from bouncer_queue.errors import StorageError
+from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.context import StageContext
+from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
 from bouncer_queue.pipeline.submit import create_batch
 
@@ -99,10 +103,28 @@ async def test_a_5xx_is_retryable_and_other_4xx_fail_at_once(world: Callable[[Re
         await create_batch(ctx, {"batch_id": batch_id})
     assert await state(ctx, batch_id) == BatchState.PENDING
 
-    ctx = world(answer(401, {"status": 401, "error": "Unauthorized", "message": "user not found"}))
+    ctx = world(answer(400, {"status": 400, "error": "Bad Request", "message": "malformed"}))
     with pytest.raises(PermanentFailure) as failure:
         await create_batch(ctx, {"batch_id": batch_id})
-    assert failure.value.error_class == "AuthError"
+    assert failure.value.error_class == "BadRequest"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_key_closes_the_auth_gate_and_keeps_the_batch_pending(
+    world: Callable[[Responder], StageContext], status: int
+) -> None:
+    ctx = world(answer(status, {"status": status, "error": "Unauthorized", "message": "user not found"}))
+    dispatcher = Dispatcher(ctx, cast(Any, SimpleNamespace(cleanup_rate_limits=None, run_health_check=None)))
+    first, second = await new_batch(ctx, "r1"), await new_batch(ctx, "r2")
+    with pytest.raises(Defer, match="refused"):
+        await dispatcher.run(jobs.CREATE_BATCH, {"batch_id": first})
+    assert await ctx.auth_gate.is_closed()
+    with pytest.raises(Defer, match="refused"):
+        await dispatcher.run(jobs.CREATE_BATCH, {"batch_id": second})
+    assert len(ctx.calls) == 1  # type: ignore[attr-defined]
+    assert [await state(ctx, b) for b in (first, second)] == [BatchState.PENDING, BatchState.PENDING]
+    assert await ctx.repo.list_dead_letters() == []
+    assert ctx.enqueuer.jobs == []  # type: ignore[attr-defined]
 
 
 async def test_full_slots_defer_without_spending_a_rate_limit_token(world: Callable[[Responder], StageContext]) -> None:

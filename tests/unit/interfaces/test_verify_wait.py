@@ -1,4 +1,5 @@
-"""verify's wait for its request ends on completion, on a signal, and when its in-process workers fail."""
+"""verify's wait for its request ends on completion, on a signal, when its in-process workers fail, and when
+Bouncer refuses the API key."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ import io
 import pytest
 from rich.console import Console
 
-from bouncer_queue.errors import Interrupted, QueueBackendError
+from bouncer_queue.errors import ConfigError, Interrupted, QueueBackendError
 from bouncer_queue.interfaces.runner import BackgroundWorkers, _until_done
 from bouncer_queue.storage.records import RequestProgress
 
 
 class Manager:
-    def __init__(self, done: bool) -> None:
+    def __init__(self, done: bool, refused: str | None = None) -> None:
         self.emails = {"completed": 2} if done else {"submitted": 2}
+        self.refused = refused
+
+    async def api_key_refused(self) -> str | None:
+        return self.refused
 
     async def request_progress(self, request_id: str) -> RequestProgress:
         return RequestProgress(request_id, 2, self.emails, 1, {"queued": 1})
@@ -49,4 +54,12 @@ async def test_a_signal_ends_the_wait_as_an_interrupt() -> None:
     running.stop.set()
     with pytest.raises(Interrupted):
         await asyncio.wait_for(_until_done(Manager(False), "r", Console(file=io.StringIO()), running), 5)  # type: ignore[arg-type]
+    running.task.cancel()
+
+
+async def test_a_refused_key_ends_the_wait_with_a_clear_error() -> None:
+    running = workers(idle())
+    manager = Manager(False, refused="401 user not found")
+    with pytest.raises(ConfigError, match=r"refused the API key \(401 user not found\).*resumes request r"):
+        await asyncio.wait_for(_until_done(manager, "r", Console(file=io.StringIO()), running), 5)  # type: ignore[arg-type]
     running.task.cancel()

@@ -80,6 +80,12 @@ class TestStatusRules:
         assert report.problems == ["Bouncer credits are exhausted"]
         assert report.alerts == []
 
+    def test_a_refused_api_key_is_unhealthy_until_the_key_changes(self):
+        report = evaluate(snapshot(api_key_refused="401: user not found"), THRESHOLDS)
+
+        assert report.status == "unhealthy"
+        assert report.problems == ["Bouncer refused the API key (401: user not found); submissions wait for a new key"]
+
 
 class TestThresholds:
     """Every alert fires strictly above its limit: not at it, not just below it."""
