@@ -8,11 +8,15 @@ the queues. Nothing here measures time; waits are bounds that fail a test which 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -20,6 +24,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from bullmq import Queue
@@ -30,7 +35,7 @@ from bouncer_queue.config import Settings
 from bouncer_queue.interfaces.runner import running_workers
 from bouncer_queue.queueing.connection import target_from_url
 from bouncer_queue.service import QueueManager
-from bouncer_queue.simulator import SimulatorConfig, SimulatorServer
+from bouncer_queue.simulator import SimulatorConfig, SimulatorServer, fingerprint
 from bouncer_queue.simulator.results import expected_result
 from bouncer_queue.simulator.state import SimulatorState
 from bouncer_queue.storage import migrate
@@ -369,3 +374,77 @@ async def rate_limit_slots(url: str) -> dict[str, list[float]]:
     for row in await sql(url, 'SELECT budget, requested_at FROM "Bouncer_Rate_Limit"'):
         slots.setdefault(row.budget, []).append(float(row.requested_at))
     return slots
+
+
+async def simulator_state(server: SimulatorServer) -> dict[str, Any]:
+    """The simulator's own account of itself, over HTTP (/__simulator/state): batches, credits per key."""
+    async with httpx.AsyncClient(base_url=server.root_url) as http:
+        answer = await http.get("/__simulator/state")
+    answer.raise_for_status()
+    state: dict[str, Any] = answer.json()
+    return state
+
+
+async def assert_exactly_once(url: str, server: SimulatorServer, addresses: Iterable[str], credits: int) -> None:
+    """The three promises of issue 8, judged from the ledger and the simulator's own state: every unique address
+    (lower-cased) has exactly one result; the batches created at the simulator are exactly those in the ledger;
+    the credits charged to API_KEY equal the unique addresses sent (`credits` is what the account started with)."""
+    unique = sorted({a.strip().lower() for a in addresses})
+    results = await sql(url, 'SELECT email FROM "Bouncer_Results" ORDER BY email')
+    assert [row.email for row in results] == unique, f"{len(results)} results for {len(unique)} addresses"
+    state = await simulator_state(server)
+    created = sorted(batch["id"] for batch in state["batches"])
+    ledger = await sql(url, 'SELECT bouncer_batch_id FROM "Bouncer_Batches" WHERE bouncer_batch_id IS NOT NULL')
+    assert created == sorted(row.bouncer_batch_id for row in ledger)
+    assert credits - state["credits"][fingerprint(API_KEY)] == len(unique)
+
+
+def run_cli_status(args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float = 120) -> tuple[int, str]:
+    """Run one `bouncer-queue` command to completion; (exit code, stdout and stderr)."""
+    done = subprocess.run(
+        [str(CLI), *args], env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of the test's own, which it may stop and start (the shared server is never touched).
+
+    initdb refuses root, so the cluster belongs to the `postgres` OS user and runs on a free port, with its data
+    and socket in a temporary directory removed on `destroy()`.
+    """
+
+    def __init__(self) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not bins:
+            pytest.fail("no PostgreSQL binaries under /usr/lib/postgresql")
+        self._bin = bins[-1].parent
+        self.port = free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="bq-pg-"))
+        shutil.chown(self._dir, "postgres", "postgres")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as_postgres("initdb", "-D", str(self._dir / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    def _as_postgres(self, tool: str, *args: str) -> None:
+        command = ["runuser", "-u", "postgres", "--", str(self._bin / tool), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"{tool} failed: {done.stdout[-2000:]} {done.stderr[-2000:]}"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self._dir} -c listen_addresses=127.0.0.1"
+        log = str(self._dir / "server.log")
+        self._as_postgres("pg_ctl", "start", "-w", "-D", str(self._dir / "data"), "-o", options, "-l", log)
+
+    def stop(self) -> None:
+        self._as_postgres("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self._dir / "data"))
+
+    def destroy(self) -> None:
+        with contextlib.suppress(AssertionError):
+            self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -14,21 +14,20 @@ from bouncer_queue.simulator import SimulatorConfig
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-GOOD_KEY = "good-key-4f1d9a"
-WRONG_KEY = "wrong-key-secret-7c2e41"
+GOOD_KEY = "good-key-secret-4f1d9a"
 
 
 @pytest.fixture
 def system(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str, queue_prefix: str) -> Iterator[OpsSystem]:
-    config = SimulatorConfig(api_keys=(GOOD_KEY,), speed=5_000.0, queue_delay_seconds=0.0)
-    # The workers use a key Bouncer rejects: every create-batch fails for good and is dead-lettered.
+    # Bouncer refuses every batch as too large (400): every create-batch fails for good and is dead-lettered.
+    config = SimulatorConfig(api_keys=(GOOD_KEY,), speed=5_000.0, queue_delay_seconds=0.0, max_batch_size=0)
     yield from make_system(
         monkeypatch,
         tmp_path,
         redis_url,
         queue_prefix,
         config,
-        BOUNCER_API_KEY=WRONG_KEY,
+        BOUNCER_API_KEY=GOOD_KEY,
         BATCH_SIZE="1",
         EMAIL_VERIFICATION_LIMIT="0",
     )
@@ -74,12 +73,12 @@ def test_pause_alerts_failures_retry_clean_and_dead_letters(system: OpsSystem) -
         alert_logs = [r for r in workers.json_logs() if r.get("action") == "alert"]
         assert alert_logs and alert_logs[0]["alert"] == "backlog" and alert_logs[0]["level"] == "WARNING"
 
-        # Resumed, the jobs run and fail for good (Bouncer answers 401): failed jobs and dead letters.
+        # Resumed, the jobs run and fail for good (Bouncer answers 400): failed jobs and dead letters.
         assert system.cli("resume", "email-verification").stdout.strip() == "resumed email-verification"
         eventually(lambda: system.counts()["failed"] == 6)
         assert system.counts()["paused"] == 0
         letters = eventually(lambda: len(found := _dead_letters(system)) == 6 and found)
-        assert {letter["error_class"] for letter in letters} == {"AuthError"}
+        assert {letter["error_class"] for letter in letters} == {"BadRequest"}
         system.set(ALERT_BACKLOG="1000", ALERT_FAILED_JOBS="5")
         report = system.cli_json("health")
         assert [a["name"] for a in report["alerts"]] == ["failed_jobs"] and report["snapshot"]["failed_jobs"] == 6
@@ -105,7 +104,7 @@ def test_pause_alerts_failures_retry_clean_and_dead_letters(system: OpsSystem) -
         assert len(_dead_letters(system, "--all")) == 13
     assert workers.process.returncode == 0
     stored = [str(letter["message"]) for letter in _dead_letters(system, "--all")]
-    assert not [m for m in stored if WRONG_KEY in m] and WRONG_KEY not in workers.logs()
+    assert not [m for m in stored if GOOD_KEY in m] and GOOD_KEY not in workers.logs()
 
 
 def test_recover_rebuilds_lost_jobs(system: OpsSystem) -> None:

@@ -7,7 +7,7 @@ prefix and a SQLite file, against a simulator on a loopback port shaped to produ
 - 402: the batch is dead-lettered, the credits gate closes, and a top-up + health check + replay finishes it;
 - 5xx: retried with exponential backoff, then it succeeds;
 - network error: retried, then dead-lettered after JOB_ATTEMPTS;
-- other 4xx (401, 400): dead-lettered at once, one attempt made;
+- other 4xx (400): dead-lettered at once, one attempt made (401/403 close the auth gate: test_exactly_once.py);
 - a batch left `submitting`: dead-lettered as SubmissionOutcomeUnknown and never sent again (never pay twice).
 """
 
@@ -157,7 +157,6 @@ async def test_network_error_is_retried_then_dead_lettered(system: System) -> No
 @pytest.mark.parametrize(
     ("simulator_config", "api_key", "error_class"),
     [
-        pytest.param({}, "not-a-known-key", "AuthError", id="401-unknown-key"),
         pytest.param({"max_batch_size": 10}, API_KEY, "BadRequest", id="400-batch-too-large"),
     ],
 )
