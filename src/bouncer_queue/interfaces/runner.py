@@ -57,13 +57,13 @@ class SubmitOptions:
     new: bool = False
 
     def fingerprint(self, path: Path) -> str:
-        """sha256 of the file's bytes and of the options that decide which rows are read (column, encoding,
-        row limit): the same list read the same way gets the same fingerprint."""
+        """sha256 of the file's bytes, of the options that decide which rows are read (column, encoding, row
+        limit) and of the user: the same list read the same way for the same user gets the same fingerprint."""
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             while block := handle.read(1 << 20):
                 digest.update(block)
-        shaping = {"column": self.column, "encoding": self.encoding, "max_rows": self.max_rows}
+        shaping = {"column": self.column, "encoding": self.encoding, "max_rows": self.max_rows, "user": self.user_id}
         digest.update(json.dumps(shaping, sort_keys=True).encode())
         return digest.hexdigest()
 

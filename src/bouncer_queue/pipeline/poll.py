@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 _RUNNING = {"queued": BatchState.QUEUED, "processing": BatchState.PROCESSING, "running": BatchState.PROCESSING}
 _RUNNING_UNDOCUMENTED = {"pending", "created", "started"}
+#: A `submitting` batch whose Bouncer id is known was created: it is watched like a queued one.
+_AT_BOUNCER = (BatchState.SUBMITTING, BatchState.QUEUED, BatchState.PROCESSING)
 
 
 async def check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None:
@@ -31,7 +33,7 @@ async def check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None
     if batch.status == BatchState.COMPLETED:
         await ctx.enqueuer.enqueue(jobs.download(batch.id, batch.request_id, batch.priority, batch.retries))
         return
-    if batch.status not in (BatchState.QUEUED, BatchState.PROCESSING) or batch.bouncer_batch_id is None:
+    if batch.status not in _AT_BOUNCER or batch.bouncer_batch_id is None:
         return
     decision = await ctx.limiter.acquire(["batch"], "batch_status")
     if not decision.allowed:
@@ -52,7 +54,8 @@ async def check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None
         await ctx.enqueuer.promote_delayed(jobs.EMAIL_VERIFICATION, name=jobs.CREATE_BATCH, limit=1)
         return
     if status in _RUNNING or status in _RUNNING_UNDOCUMENTED:
-        await ctx.repo.record_batch_progress(batch.id, _RUNNING.get(status, batch.status), info.processed)
+        running = _RUNNING.get(status, BatchState.QUEUED if batch.status == BatchState.SUBMITTING else batch.status)
+        await ctx.repo.record_batch_progress(batch.id, running, info.processed)
         raise Defer(ctx.policy.poll_interval_ms, f"batch {status}")
     await _failed(ctx, batch, f"Bouncer status {status!r}")
 
