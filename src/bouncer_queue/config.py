@@ -114,6 +114,28 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 
+    # HTTP API and dashboard (`bouncer-queue serve`)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    #: Largest upload POST /api/v1/requests accepts, in bytes (also the largest JSON body).
+    api_max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    #: Comma-separated origins allowed to call the API from a browser; empty means CORS stays off.
+    api_cors_origins: str = ""
+    #: Mark the dashboard's login cookie Secure (set when the API is served over HTTPS).
+    api_cookie_secure: bool = False
+
+    # Webhooks (Standard Webhooks signatures)
+    #: The signing secret, `whsec_` + base64 as Standard Webhooks libraries expect; webhooks need one.
+    webhook_secret: SecretStr | None = None
+    #: Allow webhook targets on loopback, private and link-local addresses (off: a guard against SSRF).
+    webhook_allow_private: bool = False
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    #: Wait before the first retry; each next retry waits twice as long.
+    webhook_backoff_seconds: float = Field(default=5.0, gt=0)
+    #: How often the workers look for finished requests and due webhook messages.
+    webhook_interval_seconds: float = Field(default=5.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+
     @field_validator("bouncer_api_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -160,6 +182,10 @@ class Settings(BaseSettings):
             return SecretStr(text) if text else None
         return self.bouncer_api_key
 
+    def cors_origins(self) -> list[str]:
+        """API_CORS_ORIGINS as a list; empty when CORS is off."""
+        return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
+
     def queue_tuning(self) -> dict[str, QueueTuning]:
         """Concurrency and limiter of each of the four queues, by queue name."""
         per_min = self.queue_limit_duration_ms
@@ -174,6 +200,6 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value in force, for the log redactor."""
-        values = [self.bouncer_api_key, self.redis_password, self.redis_url, self.database_url]
+        values = [self.bouncer_api_key, self.redis_password, self.redis_url, self.database_url, self.webhook_secret]
         found = [v.get_secret_value() for v in values if v is not None]
         return [s for s in found if s]

@@ -1,9 +1,9 @@
-"""QueueManager: the service layer shared by the Python API, the CLI and (later) the HTTP API and dashboard.
+"""QueueManager: the service layer shared by the Python API, the CLI, the HTTP API and the dashboard.
 
 It is the seed's queueManager in async Python: start(), add_emails_to_queue(), get_queue_stats(),
 get_health_status(), pause_queue(), resume_queue(), retry_failed_jobs(), clean_failed_jobs(), stop(), plus the
-request, export and dead-letter calls the commands need. Every interface calls these methods and nothing below
-them, so the CLI and a future dashboard cannot drift apart.
+request, export, dead-letter, API-token and webhook calls the interfaces need. Every interface calls these
+methods and nothing below them, so the CLI, the HTTP API and the dashboard cannot drift apart.
 """
 
 from __future__ import annotations
@@ -16,21 +16,33 @@ from typing import Any
 
 import httpx
 
+from bouncer_queue import access
+from bouncer_queue.access import IssuedToken, Scope
 from bouncer_queue.bootstrap import Runtime, open_runtime
 from bouncer_queue.bouncer import AuthError, Forbidden
 from bouncer_queue.bouncer.client import ApiKeyProvider
 from bouncer_queue.config import Settings
-from bouncer_queue.domain import BatchState, Priority
+from bouncer_queue.domain import BatchState, Priority, RequestState
 from bouncer_queue.errors import QueueBackendError
 from bouncer_queue.ops.health import HealthReport, HealthSnapshot, Thresholds, evaluate, log_alerts, process_rss_mb
 from bouncer_queue.ops.metrics import Metrics
 from bouncer_queue.ops.redact import Redactor
 from bouncer_queue.pipeline import deadletter, recover
-from bouncer_queue.pipeline.ingest import AddResult, EmailInput, add_emails_to_queue
+from bouncer_queue.pipeline.ingest import AddResult, EmailInput, Tracking, add_emails_to_queue
 from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, WORK_QUEUES, check_queue_name
 from bouncer_queue.storage.db import make_engine
-from bouncer_queue.storage.records import DeadLetter, ExportRow, HealthMetric, RequestProgress, RequestRecord
+from bouncer_queue.storage.records import (
+    ApiToken,
+    BatchRecord,
+    DeadLetter,
+    ExportRow,
+    HealthMetric,
+    RequestProgress,
+    RequestRecord,
+    WebhookDelivery,
+)
 from bouncer_queue.storage.repository import Repository
+from bouncer_queue.tracking import RequestStatus, status_of
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +120,12 @@ class QueueManager:
         delay: int = 0,
         fingerprint: str | None = None,
         source: str | None = None,
+        tracking: Tracking | None = None,
     ) -> AddResult:
         """Store and enqueue a list; `delay` (ms) holds back its first jobs. A `request_id` already stored is
-        returned as it is (`existing`), and nothing is stored; `fingerprint` lets `find_request` find it."""
+        returned as it is (`existing`), and nothing is stored; `fingerprint` lets `find_request` find it.
+        `tracking` adds an idempotency key (a request already stored under it is returned instead) and a
+        webhook URL."""
         rt = self.runtime
         return await add_emails_to_queue(
             rt.repo,
@@ -123,11 +138,34 @@ class QueueManager:
             batch_size=self.settings.batch_size,
             fingerprint=fingerprint,
             source=source,
+            tracking=tracking,
         )
 
     async def find_request(self, fingerprint: str) -> RequestRecord | None:
         """The newest request stored with this content fingerprint, or None."""
         return await self.runtime.repo.find_request_by_fingerprint(fingerprint)
+
+    async def list_requests(
+        self, *, user_id: str | None = None, status: RequestState | None = None, limit: int = 50, offset: int = 0
+    ) -> list[RequestRecord]:
+        return await self.runtime.repo.list_requests(user_id=user_id, status=status, limit=limit, offset=offset)
+
+    async def get_request(self, request_id: str) -> RequestRecord | None:
+        return await self.runtime.repo.get_request(request_id)
+
+    async def request_status(self, request_id: str) -> RequestStatus | None:
+        """The request with its counts, timeline and ETA; None for an unknown id."""
+        repo = self.runtime.repo
+        request = await repo.get_request(request_id)
+        if request is None:
+            return None
+        return status_of(request, await repo.request_progress(request_id), await repo.request_timeline(request_id))
+
+    async def request_batches(self, request_id: str) -> list[BatchRecord]:
+        return await self.runtime.repo.request_batches(request_id)
+
+    async def webhook_deliveries(self, request_id: str | None = None) -> list[WebhookDelivery]:
+        return await self.runtime.repo.list_webhook_deliveries(request_id)
 
     async def request_progress(self, request_id: str) -> RequestProgress:
         return await self.runtime.repo.request_progress(request_id)
@@ -139,10 +177,34 @@ class QueueManager:
         """Re-enqueue the next job of every unfinished batch from the database (after a Redis loss)."""
         return await recover.recover(self.runtime.ctx)
 
+    # API tokens
+
+    async def create_token(self, name: str, scopes: Collection[Scope]) -> IssuedToken:
+        """A new token; its value is in the answer and nowhere else."""
+        token = access.new_token()
+        stored = await self.runtime.repo.add_token(
+            name, access.hash_token(token), access.public_prefix(token), [s.value for s in scopes]
+        )
+        return IssuedToken(stored.id, stored.name, token, stored.scopes)
+
+    async def list_tokens(self) -> list[ApiToken]:
+        return await self.runtime.repo.list_tokens()
+
+    async def revoke_token(self, name_or_id: str) -> int:
+        return await self.runtime.repo.revoke_token(name_or_id)
+
+    async def authenticate(self, token: str) -> ApiToken | None:
+        """The live token `token` is, or None."""
+        return await self.runtime.repo.find_token(access.hash_token(token))
+
     # Queue operations (seed, "Queue Operations")
 
     async def get_queue_stats(self) -> dict[str, dict[str, int]]:
         return await self.runtime.admin.counts()
+
+    async def paused_queues(self) -> list[str]:
+        """The queues that are paused now."""
+        return [queue for queue in ALL_QUEUES if await self.runtime.admin.is_paused(queue)]
 
     async def pause_queue(self, queue: str) -> None:
         await self.runtime.admin.pause(check_queue_name(queue))
@@ -160,6 +222,9 @@ class QueueManager:
 
     async def dead_letters(self, *, include_replayed: bool = False, limit: int = 100) -> list[DeadLetter]:
         return await self.runtime.repo.list_dead_letters(include_replayed=include_replayed, limit=limit)
+
+    async def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
+        return await self.runtime.repo.get_dead_letter(letter_id)
 
     async def replay_dead_letter(self, letter_id: int) -> bool:
         return await deadletter.replay(self.runtime.ctx, letter_id)

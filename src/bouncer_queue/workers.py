@@ -4,7 +4,8 @@
 every RECONCILE_INTERVAL_SECONDS after, it offers the ledger's unfinished batches to the queues
 (pipeline/recover.py), so work survives Redis losing its data, with no restart. Several processes, on one
 machine or many, may run this at once: they share the queues, the batch slots (in the database) and the
-rate-limit budget (in the database).
+rate-limit budget (in the database). With WEBHOOK_SECRET set, it also sends the webhooks of finished requests
+(pipeline/webhooks.py).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import httpx
+
 from bouncer_queue.errors import QueueBackendError
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.housekeeping import Housekeeping
+from bouncer_queue.pipeline.webhooks import WebhookPolicy, WebhookSender
 from bouncer_queue.queueing.worker import JobContext, WorkerPool, build_workers
 from bouncer_queue.service import QueueManager
 
@@ -67,7 +71,7 @@ async def run_workers(manager: QueueManager, stop: asyncio.Event) -> None:
     settings = manager.settings
     await reconcile(manager)
     pool = build_pool(manager)
-    async with serving_metrics(manager), reconciling(manager):
+    async with serving_metrics(manager), reconciling(manager), sending_webhooks(manager):
         await pool.start()
         log.info("workers started", extra={"action": "workers_started"})
         try:
@@ -124,6 +128,30 @@ async def reconciling(manager: QueueManager) -> AsyncIterator[None]:
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def sending_webhooks(manager: QueueManager) -> AsyncIterator[None]:
+    """With WEBHOOK_SECRET set: deliver the webhooks of finished requests while the workers run."""
+    settings = manager.settings
+    if settings.webhook_secret is None:
+        yield
+        return
+    policy = WebhookPolicy(
+        secret=settings.webhook_secret.get_secret_value(),
+        allow_private=settings.webhook_allow_private,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_seconds=settings.webhook_backoff_seconds,
+        interval_seconds=settings.webhook_interval_seconds,
+    )
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False) as http:
+        task = asyncio.create_task(WebhookSender(manager.runtime.repo, http, policy).run(stop), name="webhooks")
+        try:
+            yield
+        finally:
+            stop.set()
             await task
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from bouncer_queue.interfaces import cli_jobs, cli_ops
+from bouncer_queue.interfaces import cli_jobs, cli_ops, cli_serve
 from bouncer_queue.interfaces.common import STATE
 from bouncer_queue.simulator.config import SimulatorConfig
 
@@ -42,6 +42,8 @@ app.command("clean-failed")(cli_ops.clean_failed)
 app.command()(cli_ops.recover)
 app.add_typer(cli_ops.dlq_app, name="dlq")
 app.add_typer(cli_ops.db_app, name="db")
+app.command()(cli_serve.serve)
+app.add_typer(cli_serve.tokens_app, name="tokens")
 
 
 @app.command()

@@ -1,4 +1,6 @@
-"""Writing results back out: the user's own columns followed by Bouncer's verdict, as CSV or a JSON array.
+"""Writing results back out: the user's own columns followed by Bouncer's verdict, as CSV or a JSON array
+(`write_export`, to a file), or as CSV, JSON or NDJSON text pieces (`iter_export`, for the HTTP API's streamed
+download).
 
 The last step a user sees. Rows are streamed from the repository and written as they come, so an export of
 millions of rows never sits whole in memory. CSV cells are guarded against formula injection because these
@@ -8,6 +10,7 @@ files are opened in spreadsheets and the cells hold whatever the list's author (
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from collections import Counter
@@ -37,6 +40,10 @@ _FLAG_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
 HEADER_LOOKAHEAD = 1000
 # Spreadsheets run a cell starting with these as a formula (OWASP "CSV injection"); tab and CR too.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+#: Streamed formats: NDJSON (one JSON object a line) besides the two files write_export writes.
+StreamFormat = Literal["csv", "json", "ndjson"]
+#: Rows gathered into one piece of a streamed export: few enough to stay small, enough to keep writes cheap.
+PIECE_ROWS = 500
 
 
 async def write_export(
@@ -165,3 +172,49 @@ def _dig(raw: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> Any:
         if node is not None:
             return node
     return None
+
+
+async def iter_export(rows: AsyncIterable[ExportRow], fmt: StreamFormat) -> AsyncIterator[str]:
+    """The export of `rows` as text pieces of up to PIECE_ROWS rows each: the same CSV (formula-guarded) and
+    JSON as write_export, or NDJSON (one object a line, the JSON export's objects)."""
+    if fmt not in ("csv", "json", "ndjson"):
+        raise ValueError(f"unknown export format {fmt!r}; use csv, json or ndjson")
+    iterator = aiter(rows)
+    head = await _take(iterator, HEADER_LOOKAHEAD if fmt == "csv" else 0)
+    extras = _first_seen_keys(head)
+    buffer = io.StringIO()
+    line = _piece_writer(fmt, buffer, extras)
+    buffer.write({"csv": "", "json": "[", "ndjson": ""}[fmt])
+    count = 0
+    for row in head:
+        line(row, count)
+        count += 1
+    async for row in iterator:
+        line(row, count)
+        count += 1
+        if count % PIECE_ROWS == 0:
+            yield _drain(buffer)
+    buffer.write({"csv": "", "json": "\n]\n" if count else "]\n", "ndjson": ""}[fmt])
+    yield _drain(buffer)
+
+
+def _piece_writer(fmt: StreamFormat, buffer: io.StringIO, extras: Sequence[str]) -> Any:
+    """A function writing one row (and its position) to `buffer` in `fmt`; the CSV header goes out now."""
+    if fmt == "csv":
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["email", "name", *extras, *RESULT_COLUMNS])
+        dropped: set[str] = set()
+        return lambda row, _: writer.writerow(_csv_cells(row, extras, dropped))
+
+    def json_line(row: ExportRow, index: int) -> None:
+        text = json.dumps(_json_object(row), ensure_ascii=False, default=str)
+        buffer.write(text + "\n" if fmt == "ndjson" else ("," if index else "") + "\n" + text)
+
+    return json_line
+
+
+def _drain(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text

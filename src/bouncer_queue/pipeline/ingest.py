@@ -38,8 +38,16 @@ class AddResult:
     total_emails: int
     batch_count: int
     batch_ids: tuple[int, ...]
-    #: True when the request id was already stored: this call stored and enqueued nothing.
+    #: True when the request id (or the idempotency key) was already stored: this call stored and enqueued nothing.
     existing: bool = False
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """What finds a request again or reports on it: a caller's idempotency key, a webhook URL."""
+
+    idempotency_key: str | None = None
+    webhook_url: str | None = None
 
 
 def _to_row(item: EmailInput, index: int) -> EmailRow:
@@ -81,10 +89,13 @@ async def add_emails_to_queue(
     batch_size: int = 10_000,
     fingerprint: str | None = None,
     source: str | None = None,
+    tracking: Tracking | None = None,
 ) -> AddResult:
     """Store a request's addresses, split them into batches, and enqueue one create-batch job per batch.
 
-    `fingerprint` (the list's content and result-shaping options) lets a later run find the request again."""
+    `fingerprint` (the list's content and result-shaping options) lets a later run find the request again.
+    With `tracking.idempotency_key` set and a request stored under that key, that request is returned
+    (`existing`) and `emails` is not read."""
     if not user_id or not str(user_id).strip():
         raise InputError("user_id is required")
     if delay_ms < 0:
@@ -96,6 +107,9 @@ async def add_emails_to_queue(
     if request_id is not None and (stored := await repo.get_request(request_id)) is not None:
         log.info("request already stored", extra={"action": "request_exists", "request_id": request_id})
         return AddResult(request_id, stored.total_emails, stored.batch_count, (), existing=True)
+    tracking = tracking or Tracking()
+    if tracking.idempotency_key and (earlier := await repo.find_request_by_idempotency_key(tracking.idempotency_key)):
+        return AddResult(earlier.request_id, earlier.total_emails, earlier.batch_count, (), existing=True)
     request = RequestInfo(
         request_id=request_id or uuid.uuid4().hex,
         user_id=str(user_id),
@@ -103,6 +117,8 @@ async def add_emails_to_queue(
         delay_ms=delay_ms,
         fingerprint=fingerprint,
         source=source,
+        idempotency_key=tracking.idempotency_key,
+        webhook_url=tracking.webhook_url,
     )
     counter = [0]
     batch_ids = await repo.ingest_request(request, chunked(emails, batch_size, counter))

@@ -180,3 +180,44 @@ class HealthMetric:
     alerts: tuple[str, ...] = ()
     recorded_at: datetime | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True)
+class RequestTimeline:
+    """When a request's batches started and ended at Bouncer, and what they cost."""
+
+    credits_used: int
+    started_at: datetime | None
+    last_finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One row of Bouncer_Api_Tokens, without its hash: what may be shown."""
+
+    id: int
+    name: str
+    prefix: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One row of Bouncer_Webhook_Deliveries: a webhook message and how its delivery went."""
+
+    id: int
+    message_id: str
+    request_id: str
+    event: str
+    url: str
+    payload: Mapping[str, Any]
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None

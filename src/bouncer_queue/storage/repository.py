@@ -8,7 +8,9 @@ delegates to one query group per concept, the only modules that build select()/i
   their progress;
 - batches.py: the batch lifecycle after ingest; claims.py: submission slots under an engine-specific lock, so
   MAX_CONCURRENT_BATCHES holds across processes and machines;
-- results.py: storing results and exporting a request; dead_letters.py; health.py.
+- results.py: storing results and exporting a request; dead_letters.py; health.py;
+- timeline.py: a request's credits and times across its batches; tokens.py: the HTTP API's hashed tokens;
+  webhooks.py: the webhook delivery log.
 
 Each public method is one transaction and translates database errors into StorageError, password masked
 (transactions.py). Bulk writes go through storage/bulk.py, the engine's fast path.
@@ -17,7 +19,7 @@ Each public method is one transaction and translates database errors into Storag
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +31,7 @@ from bouncer_queue.storage.dead_letters import DeadLetterQueries
 from bouncer_queue.storage.health import HealthQueries
 from bouncer_queue.storage.ingest import RequestQueries
 from bouncer_queue.storage.records import (
+    ApiToken,
     BatchEmail,
     BatchRecord,
     DeadLetter,
@@ -38,11 +41,16 @@ from bouncer_queue.storage.records import (
     RequestInfo,
     RequestProgress,
     RequestRecord,
+    RequestTimeline,
     ResultRow,
     StoreTotals,
+    WebhookDelivery,
 )
 from bouncer_queue.storage.results import ResultQueries
+from bouncer_queue.storage.timeline import TimelineQueries
+from bouncer_queue.storage.tokens import TokenQueries
 from bouncer_queue.storage.transactions import Database
+from bouncer_queue.storage.webhooks import WebhookQueries
 
 __all__ = ["ClaimResult", "Repository"]
 
@@ -58,6 +66,9 @@ class Repository:
         self._results = ResultQueries(db)
         self._dead_letters = DeadLetterQueries(db)
         self._health = HealthQueries(db)
+        self._timeline = TimelineQueries(db)
+        self._tokens = TokenQueries(db)
+        self._webhooks = WebhookQueries(db)
 
     # Requests
 
@@ -235,3 +246,65 @@ class Repository:
     async def ping(self) -> float:
         """Round-trip one trivial query; return the latency in seconds."""
         return await self._health.ping()
+
+    # Request timelines
+
+    async def request_timeline(self, request_id: str) -> RequestTimeline:
+        """Credits spent on the request's batches, when the first was submitted and the last settled."""
+        return await self._timeline.request_timeline(request_id)
+
+    async def request_batches(self, request_id: str, limit: int = 500) -> list[BatchRecord]:
+        """The request's batches, oldest first."""
+        return await self._timeline.request_batches(request_id, limit)
+
+    # API tokens
+
+    async def add_token(self, name: str, token_hash: str, prefix: str, scopes: Sequence[str]) -> ApiToken:
+        """Store a new token by its hash; the token itself is never stored."""
+        return await self._tokens.add_token(name, token_hash, prefix, scopes)
+
+    async def find_token(self, token_hash: str) -> ApiToken | None:
+        """The live token with this hash, or None (unknown or revoked)."""
+        return await self._tokens.find_token(token_hash)
+
+    async def list_tokens(self) -> list[ApiToken]:
+        """Every token, revoked ones too, oldest first."""
+        return await self._tokens.list_tokens()
+
+    async def revoke_token(self, name_or_id: str) -> int:
+        """Revoke the live tokens of this name or id; how many."""
+        return await self._tokens.revoke_token(name_or_id)
+
+    # Webhooks
+
+    async def requests_awaiting_webhook(self, limit: int = 100) -> list[str]:
+        """Ids of requests with a webhook URL and no message yet (cancelled ones left out), oldest first."""
+        return await self._webhooks.requests_awaiting_webhook(limit)
+
+    async def add_webhook_delivery(
+        self, message_id: str, request_id: str, event: str, url: str, payload: Mapping[str, Any]
+    ) -> bool:
+        """Record a webhook message, due now; False when one with this id exists."""
+        return await self._webhooks.add_webhook_delivery(message_id, request_id, event, url, payload)
+
+    async def claim_due_webhooks(self, lease: timedelta, limit: int = 20) -> list[WebhookDelivery]:
+        """Messages due for an attempt, leased to the caller for `lease`."""
+        return await self._webhooks.claim_due_webhooks(lease, limit)
+
+    async def record_webhook_attempt(
+        self,
+        delivery_id: int,
+        *,
+        delivered: bool,
+        status_code: int | None,
+        error: str | None,
+        retry_at: datetime | None,
+    ) -> None:
+        """Record one attempt: delivered, due again at `retry_at`, or (retry_at None) failed for good."""
+        await self._webhooks.record_webhook_attempt(
+            delivery_id, delivered=delivered, status_code=status_code, error=error, retry_at=retry_at
+        )
+
+    async def list_webhook_deliveries(self, request_id: str | None = None, limit: int = 100) -> list[WebhookDelivery]:
+        """The newest webhook messages first, optionally of one request."""
+        return await self._webhooks.list_webhook_deliveries(request_id, limit)

@@ -1,8 +1,9 @@
-"""The six tables of the seed, plus Bouncer_Requests, as SQLAlchemy 2 Mapped models, valid on SQLite, PostgreSQL
-and MariaDB.
+"""The six tables of the seed, plus Bouncer_Requests, Bouncer_Api_Tokens and Bouncer_Webhook_Deliveries, as
+SQLAlchemy 2 Mapped models, valid on SQLite, PostgreSQL and MariaDB.
 
 Table names are the seed's exactly. Bouncer_Requests (migration 0002) is ours: one row per request, so a request
-can be found again by its content (a re-run resumes it) or by an idempotency key, and listed.
+can be found again by its content (a re-run resumes it) or by an idempotency key, and listed. The HTTP API's
+tokens (stored as hashes only) and its webhook delivery log (migration 0004) are ours too.
 
 Times are stored as naive UTC (`UtcDateTime`) and come back timezone-aware,
 so every engine returns the same values. String lengths keep every index under MariaDB's 3072-byte key limit in
@@ -245,6 +246,46 @@ class HealthMetricModel(Base):
     redis_latency_ms: Mapped[float | None] = mapped_column(Double)
     batches_in_flight: Mapped[float | None] = mapped_column(Double)
     credits_left: Mapped[float | None] = mapped_column(Double)
+
+
+class ApiTokenModel(Base):
+    """Bouncer_Api_Tokens: one row per HTTP API token; only the token's SHA-256 is kept, never the token."""
+
+    __tablename__ = "Bouncer_Api_Tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The token's first characters (its public part), so a person can tell tokens apart in `tokens list`.
+    prefix: Mapped[str] = mapped_column(String(16))
+    #: Comma-separated scopes: read, submit, admin.
+    scopes: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class WebhookDeliveryModel(Base):
+    """Bouncer_Webhook_Deliveries: one row per webhook message (a request finished or failed), with its attempts."""
+
+    __tablename__ = "Bouncer_Webhook_Deliveries"
+    __table_args__ = (Index(None, "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    #: The `webhook-id` header; one message per request, so a second sweep cannot send it twice.
+    message_id: Mapped[str] = mapped_column(String(96), unique=True)
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
+    event: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: pending (an attempt is due at next_attempt_at), sending, delivered, or failed (attempts exhausted).
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 #: The numeric columns of Bouncer_Health_Metrics that `Repository.record_health_metric` accepts.

@@ -26,6 +26,8 @@ TABLES = {
     "Bouncer_Dead_Letter_Queue",
     "Bouncer_Health_Metrics",
     "Bouncer_Requests",
+    "Bouncer_Api_Tokens",
+    "Bouncer_Webhook_Deliveries",
 }
 
 

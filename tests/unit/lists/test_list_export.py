@@ -20,6 +20,7 @@ from bouncer_queue.lists import (
     summarize,
     write_export,
 )
+from bouncer_queue.lists.export import iter_export
 from bouncer_queue.storage.records import ExportRow
 
 RAW: dict[str, Any] = {
@@ -162,3 +163,29 @@ def test_default_output_path(name: str, fmt: Any, expected: str) -> None:
 
 def test_summarize_counts_statuses_most_frequent_first() -> None:
     assert summarize(["deliverable", None, "risky", "deliverable"]) == {"deliverable": 2, "unverified": 1, "risky": 1}
+
+
+async def _joined(rows: list[ExportRow], fmt: str) -> str:
+    return "".join([piece async for piece in iter_export(_stream(rows), fmt)])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+async def test_streamed_export_is_the_written_export(fmt: str) -> None:
+    rows = [_row(f"u{i}@example.com", {"x": "=1+2"}, name=f"n{i}") for i in range(1203)]
+    out = io.StringIO()
+    await write_export(_stream(rows), out, fmt)  # type: ignore[arg-type]
+    assert await _joined(rows, fmt) == out.getvalue()
+    assert await _joined([], fmt) == (await _written([], fmt))
+
+
+async def _written(rows: list[ExportRow], fmt: str) -> str:
+    out = io.StringIO()
+    await write_export(_stream(rows), out, fmt)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+async def test_ndjson_export_is_one_json_object_a_line() -> None:
+    rows = [_row("a@example.com", {"x": "1"}), _row("b@example.com", None)]
+    lines = (await _joined(rows, "ndjson")).splitlines()
+    assert [json.loads(line)["email"] for line in lines] == ["a@example.com", "b@example.com"]
+    assert json.loads(lines[0])["extra"] == {"x": "1"}
