@@ -197,8 +197,12 @@ async def health_page(request: Request, manager: ManagerDep, token: PageToken) -
     snaps = [m.snapshot.get("snapshot", m.snapshot) for m in history]
     charts = [
         line_chart("credits left", [s.get("credits_left") for s in snaps]),
-        line_chart("batches in flight", [s.get("batches_in_flight") for s in snaps], top=report.snapshot.max_batches),
-        line_chart("rate-limit budget used", [_peak(s.get("rate_limit_utilization")) for s in snaps], top=1.0),
+        line_chart(
+            "batches in flight", [s.get("batches_in_flight") for s in snaps], bottom=0, top=report.snapshot.max_batches
+        ),
+        line_chart(
+            "rate-limit budget used", [_peak(s.get("rate_limit_utilization")) for s in snaps], bottom=0, top=1.0
+        ),
     ]
     return render(request, "health.html", token, report=report.to_dict(), charts=charts, checks=len(history))
 
