@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from bouncer_queue.domain import Priority
 from bouncer_queue.emails import normalize_email
-from bouncer_queue.errors import InputError
+from bouncer_queue.errors import InputError, StorageError
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.storage.records import EmailRow, RequestInfo
 
@@ -121,7 +121,15 @@ async def add_emails_to_queue(
         webhook_url=tracking.webhook_url,
     )
     counter = [0]
-    batch_ids = await repo.ingest_request(request, chunked(emails, batch_size, counter))
+    try:
+        batch_ids = await repo.ingest_request(request, chunked(emails, batch_size, counter))
+    except StorageError:
+        # Two first requests with one key at once: the unique key let one in; the other returns it.
+        if tracking.idempotency_key and (
+            winner := await repo.find_request_by_idempotency_key(tracking.idempotency_key)
+        ):
+            return AddResult(winner.request_id, winner.total_emails, winner.batch_count, (), existing=True)
+        raise
     if not batch_ids:
         raise InputError("the list holds no email addresses")
     log.info(
