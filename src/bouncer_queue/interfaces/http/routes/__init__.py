@@ -1,1 +1,1 @@
-"""One router per resource of the JSON API: requests, queues, dead letters, health (and tokens, read-only)."""
+"""One router per resource of the JSON API: requests (requests.py), queues and dead letters (operations.py), health."""
