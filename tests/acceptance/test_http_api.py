@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 SEED = "bouncer-simulator"
 
 
-def submit(http: HttpStack, emails: list[str], **options: Any) -> dict[str, Any]:
+def submit(http: HttpStack, emails: list[Any], **options: Any) -> dict[str, Any]:
     with http.client("submit") as api:
         answer = api.post("/requests", json={"emails": emails, **options})
     assert answer.status_code == 202, answer.text
@@ -112,6 +112,18 @@ def test_a_json_list_is_verified_followed_and_downloaded_in_every_format(http: H
     assert {r["email"] for r in deliverable} == {
         e for e in emails if expected_result(e, SEED)["status"] == "deliverable"
     }
+
+
+def test_json_objects_keep_their_own_keys_as_columns(http: HttpStack) -> None:
+    emails = [{"email": "cols.1@example.com", "name": "Ann", "crm_id": "=7"}, {"email": "cols.2@gmail.com"}]
+    request_id = submit(http, emails)["request_id"]
+    http.wait_done(request_id)
+    with http.client("read") as api:
+        rows = rows_of(api.get(f"/requests/{request_id}/results").text)
+    assert [(r["email"], r["name"], r["crm_id"]) for r in rows] == [
+        ("cols.1@example.com", "Ann", "'=7"),
+        ("cols.2@gmail.com", "", ""),
+    ]
 
 
 def test_the_same_idempotency_key_returns_the_same_request(http: HttpStack) -> None:

@@ -59,7 +59,14 @@ def _to_row(item: EmailInput, index: int) -> EmailRow:
     if not isinstance(email, str) or not email.strip():
         raise InputError(f"item {index} has no email: {dict(item)!r:.200}")
     name = item.get("name")
-    return EmailRow(email=normalize_email(email), name=str(name) if name is not None else None, row_number=index)
+    # Other keys are the row's own columns, kept for exports as the list readers keep a CSV's.
+    extra = {str(k): str(v) for k, v in item.items() if k not in ("email", "name") and v is not None}
+    return EmailRow(
+        email=normalize_email(email),
+        name=str(name) if name is not None else None,
+        row_number=index,
+        extra=extra or None,
+    )
 
 
 def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Iterator[list[EmailRow]]:

@@ -144,7 +144,7 @@ class WebhookSender:
     async def sweep(self) -> int:
         """Record a message for each request that is done and owed one; how many were recorded."""
         recorded = 0
-        for request_id in await self.repo.requests_awaiting_webhook():
+        for request_id in await self._awaiting():
             status = await self._status(request_id)
             if status is None or not status.done or status.request.webhook_url is None:
                 continue
@@ -155,6 +155,13 @@ class WebhookSender:
                 message_id, request_id, event, url, payload_of(status, event)
             )
         return recorded
+
+    async def _awaiting(self, page: int = 200) -> list[str]:
+        """Every request owed a message, page by page, so many unfinished ones cannot hide a finished one."""
+        found: list[str] = []
+        while len(batch := await self.repo.requests_awaiting_webhook(page, len(found))) == page:
+            found += batch
+        return found + batch
 
     async def deliver_due(self) -> int:
         """Attempt every due message once; how many were delivered."""

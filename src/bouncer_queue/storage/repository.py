@@ -277,9 +277,9 @@ class Repository:
 
     # Webhooks
 
-    async def requests_awaiting_webhook(self, limit: int = 100) -> list[str]:
+    async def requests_awaiting_webhook(self, limit: int = 100, offset: int = 0) -> list[str]:
         """Ids of requests with a webhook URL and no message yet (cancelled ones left out), oldest first."""
-        return await self._webhooks.requests_awaiting_webhook(limit)
+        return await self._webhooks.requests_awaiting_webhook(limit, offset)
 
     async def add_webhook_delivery(
         self, message_id: str, request_id: str, event: str, url: str, payload: Mapping[str, Any]

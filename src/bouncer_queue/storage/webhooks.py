@@ -24,13 +24,14 @@ class WebhookQueries(Queries):
     """Writes and reads of Bouncer_Webhook_Deliveries."""
 
     @translated("find requests owed a webhook")
-    async def requests_awaiting_webhook(self, limit: int = 100) -> list[str]:
+    async def requests_awaiting_webhook(self, limit: int = 100, offset: int = 0) -> list[str]:
         sent = exists().where(_T.request_id == RequestModel.request_id)
         query = (
             select(RequestModel.request_id)
             .where(RequestModel.webhook_url.is_not(None), RequestModel.status != RequestState.CANCELLED.value, ~sent)
-            .order_by(RequestModel.created_at)
+            .order_by(RequestModel.created_at, RequestModel.request_id)
             .limit(limit)
+            .offset(offset)
         )
         async with self._db.read() as conn:
             return list((await conn.scalars(query)).all())
