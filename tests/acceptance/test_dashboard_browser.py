@@ -116,6 +116,10 @@ def test_a_queue_is_paused_and_resumed_from_the_queues_page(page: Page, http: Ht
 def test_health_and_dead_letters_pages_render_and_a_read_token_sees_no_buttons(
     page: Page, http: HttpStack, tmp_path: Path
 ) -> None:
+    page.goto("/login")
+    page.fill("#token", "bq_wrong")
+    page.click("button[type=submit]")
+    expect(page.locator(".error")).to_have_text("unknown or revoked token")
     sign_in(page, http.tokens["read"])
     page.click("header >> text=Health")
     expect(page.locator("svg.chart")).to_have_count(3)

@@ -107,6 +107,9 @@ def test_a_json_list_is_verified_followed_and_downloaded_in_every_format(http: H
         as_json = api.get(f"/requests/{request_id}/results", params={"format": "json"}).json()
         as_ndjson = api.get(f"/requests/{request_id}/results", params={"format": "ndjson"}).text.splitlines()
         deliverable = rows_of(api.get(f"/requests/{request_id}/results", params={"status": "deliverable"}).text)
+        batches = api.get(f"/requests/{request_id}/batches").json()
+    assert [(b["status"], b["quantity"]) for b in batches] == [("downloaded", 20)] * 2 + [("downloaded", 5)]
+    assert sum(b["credits_used"] for b in batches) == detail["credits_used"]
     assert [(r["email"], r["status"]) for r in as_csv] == [(e, expected_result(e, SEED)["status"]) for e in emails]
     assert [r["email"] for r in as_json] == emails == [json.loads(line)["email"] for line in as_ndjson]
     assert {r["email"] for r in deliverable} == {

@@ -127,11 +127,18 @@ async def request_page(request: Request, request_id: str, manager: ManagerDep, t
 
 async def _preview(manager: QueueManager, request_id: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    async for row in manager.export(request_id):
-        flags = result_flags(row.raw)
-        rows.append({"email": row.email, "name": row.name, "status": row.status, "reason": row.reason} | flags)
-        if len(rows) >= PREVIEW_ROWS:
-            break
+    export = manager.export(request_id)
+    try:
+        async for row in export:
+            flags = result_flags(row.raw)
+            rows.append({"email": row.email, "name": row.name, "status": row.status, "reason": row.reason} | flags)
+            if len(rows) >= PREVIEW_ROWS:
+                break
+    finally:
+        # Stopping early: close the export now, so its cursor and connection go back at once, not at GC.
+        close = getattr(export, "aclose", None)
+        if close is not None:
+            await close()
     return rows
 
 
