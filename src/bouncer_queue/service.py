@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -112,7 +112,7 @@ class QueueManager:
 
     async def add_emails_to_queue(
         self,
-        emails: Iterable[EmailInput],
+        emails: Iterable[EmailInput] | AsyncIterable[EmailInput],
         user_id: str,
         request_id: str | None = None,
         *,

@@ -1,17 +1,17 @@
 """Stage 1, ingest: the seed's addEmailsToQueue.
 
 Stores every address of a request (Bouncer_Queue) and its batches (Bouncer_Batches) in one transaction, and
-only then enqueues one create-batch job per batch. Input is consumed as a stream, BATCH_SIZE rows at a time, so
-a list of a million addresses never sits whole in memory. If enqueueing fails after the commit (Redis down),
-nothing is lost: the batches are pending in the ledger and `recover` enqueues them again. A request id that
-is already stored is answered with that request, and nothing is stored again.
+only then enqueues one create-batch job per batch. Input (an iterable, or an async one) is consumed as a stream,
+BATCH_SIZE rows at a time, so a list of a million addresses never sits whole in memory. If enqueueing fails
+after the commit (Redis down), nothing is lost: the batches are pending in the ledger and `recover` enqueues
+them again. A request id that is already stored is answered with that request, and nothing is stored again.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,6 +69,22 @@ def _to_row(item: EmailInput, index: int) -> EmailRow:
     )
 
 
+async def achunked(items: AsyncIterable[EmailInput], size: int, counter: list[int]) -> AsyncIterator[list[EmailRow]]:
+    """`chunked` for an async source (an upload read in a thread, for one)."""
+    chunk: list[EmailRow] = []
+    index = 0
+    async for item in items:
+        index += 1
+        chunk.append(item if isinstance(item, EmailRow) else _to_row(item, index))
+        if len(chunk) >= size:
+            counter[0] += len(chunk)
+            yield chunk
+            chunk = []
+    if chunk:
+        counter[0] += len(chunk)
+        yield chunk
+
+
 def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Iterator[list[EmailRow]]:
     """Yield lists of at most `size` rows; counter[0] holds how many rows went by."""
     chunk: list[EmailRow] = []
@@ -87,7 +103,7 @@ def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Itera
 async def add_emails_to_queue(
     repo: Repository,
     enqueuer: Enqueuer,
-    emails: Iterable[EmailInput],
+    emails: Iterable[EmailInput] | AsyncIterable[EmailInput],
     *,
     user_id: str,
     request_id: str | None = None,
@@ -129,7 +145,12 @@ async def add_emails_to_queue(
     )
     counter = [0]
     try:
-        batch_ids = await repo.ingest_request(request, chunked(emails, batch_size, counter))
+        chunks = (
+            achunked(emails, batch_size, counter)
+            if isinstance(emails, AsyncIterable)
+            else chunked(emails, batch_size, counter)
+        )
+        batch_ids = await repo.ingest_request(request, chunks)
     except StorageError:
         # Two first requests with one key at once: the unique key let one in; the other returns it.
         if tracking.idempotency_key and (

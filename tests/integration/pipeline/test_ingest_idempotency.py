@@ -1,12 +1,18 @@
-"""Ingest with an idempotency key: a second submission returns the first request, even when both race."""
+"""Ingest as the HTTP API uses it: an idempotency key returns the first request (even when two race), and an
+upload read in a thread (an async source) is stored whole."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from stage_support import RecordingEnqueuer, Responder, answer
 
+from bouncer_queue.errors import InputError
+from bouncer_queue.interfaces.http.submissions import off_the_loop
+from bouncer_queue.lists import read_list
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.ingest import Tracking, add_emails_to_queue
 
@@ -43,3 +49,20 @@ async def test_two_first_submissions_with_one_key_at_once_store_one_request(
     )
     assert len({r.request_id for r in results}) == 1 and sorted(r.existing for r in results) == [False, True]
     assert len(enqueuer.jobs) == 1
+
+
+async def test_an_upload_read_off_the_loop_is_stored_whole_and_its_errors_come_through(
+    world: Callable[[Responder], StageContext], tmp_path: Path
+) -> None:
+    ctx = world(answer(200, {}))
+    path = tmp_path / "list.csv"
+    path.write_text("email,team\n" + "".join(f"u{i}@example.com,t{i}\n" for i in range(4_500)), encoding="utf-8")
+    rows = off_the_loop(read_list(path), step=1_000)
+    added = await add_emails_to_queue(ctx.repo, ctx.enqueuer, rows, user_id="u", batch_size=2_000)
+    assert (added.total_emails, added.batch_count) == (4_500, 3)
+    exported = [row async for row in ctx.repo.iter_export(added.request_id)]
+    assert exported[-1].email == "u4499@example.com" and exported[-1].extra == {"team": "t4499"}
+
+    path.write_text("email\n" + "a@example.com\n" * 3 + '"unterminated\n', encoding="utf-8")
+    with pytest.raises(InputError):
+        await add_emails_to_queue(ctx.repo, ctx.enqueuer, off_the_loop(read_list(path)), user_id="u")

@@ -1,17 +1,19 @@
 """Handing in a list over HTTP: a JSON body or a multipart upload, checked, spooled and added to the queues.
 
 An upload is copied to a temporary file chunk by chunk (never whole in memory), counted against
-API_MAX_UPLOAD_BYTES, and read by the same list readers as the CLI (lists/readers.py), streaming into the
-ingest transaction. The dashboard's upload form comes through here too.
+API_MAX_UPLOAD_BYTES, and read by the same list readers as the CLI (lists/readers.py), in a thread a few
+thousand rows at a time, streaming into the ingest transaction while the server keeps answering. The
+dashboard's upload form comes through here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from fastapi import HTTPException, Request, status
@@ -23,6 +25,7 @@ from bouncer_queue.lists import LIST_FORMATS, read_list
 from bouncer_queue.pipeline.ingest import EmailInput, Tracking
 from bouncer_queue.pipeline.webhooks import check_target
 from bouncer_queue.service import QueueManager
+from bouncer_queue.storage.records import EmailRow
 
 #: Extensions an upload may have: the readers' formats, and JSON Lines' other name.
 UPLOAD_EXTENSIONS = (*LIST_FORMATS, "jsonl")
@@ -52,7 +55,9 @@ def too_large(limit: int) -> HTTPException:
     return HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"the upload is larger than {limit} bytes")
 
 
-async def submit(manager: QueueManager, emails: Iterable[EmailInput], sub: Submission) -> AcceptedOut:
+async def submit(
+    manager: QueueManager, emails: Iterable[EmailInput] | AsyncIterable[EmailInput], sub: Submission
+) -> AcceptedOut:
     """Add the list (or find the request stored under the idempotency key) and say where to follow it."""
     if sub.webhook_url:
         await check_webhook(manager, sub.webhook_url)
@@ -118,11 +123,20 @@ async def submit_upload(manager: QueueManager, form: FormData, sub: Submission) 
         reader = read_list(path, column=column if isinstance(column, str) and column else None)
         sub.source = (upload.filename or "upload")[:255]
         try:
-            accepted = await submit(manager, reader, sub)
+            accepted = await submit(manager, off_the_loop(reader), sub)
         except InputError as exc:
             raise InputError(str(exc).replace(str(path), upload.filename or "the upload")) from None
     accepted.skipped_rows = reader.skipped_total
     return accepted
+
+
+async def off_the_loop(rows: Iterable[EmailRow], step: int = 2_000) -> AsyncIterator[EmailRow]:
+    """The rows of a list, read and parsed `step` at a time in a thread, so a long upload does not stop the
+    server from answering other requests meanwhile."""
+    iterator = iter(rows)
+    while block := await asyncio.to_thread(list, islice(iterator, step)):
+        for row in block:
+            yield row
 
 
 @asynccontextmanager
