@@ -53,7 +53,7 @@ def test_readme_http_api_walkthrough(http: HttpStack, tmp_path: Path) -> None:
     assert shlex.split(serve, comments=True)[:2] == ["bouncer-queue", "serve"]  # the stack already serves
 
     # `export TOKEN=$(...)`: the README's own command, run by bash with our bouncer-queue on the PATH.
-    inner = re.fullmatch(r"export TOKEN=\$\((.*)\)", export.strip())
+    inner = re.fullmatch(r"export TOKEN=\$\((.*)\)\s*(#.*)?", export.strip())
     assert inner, export
     path = f"{Path(sys.executable).parent}{os.pathsep}{http.env.get('PATH', '')}"
     made = subprocess.run(

@@ -11,7 +11,7 @@ from rich.table import Table
 from bouncer_queue.access import parse_scopes
 from bouncer_queue.errors import InputError
 from bouncer_queue.interfaces.cli_ops import with_manager
-from bouncer_queue.interfaces.common import console, load_settings, run, setup_logging
+from bouncer_queue.interfaces.common import console, err_console, load_settings, run, setup_logging
 from bouncer_queue.service import QueueManager
 
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens of the HTTP API and the dashboard.")
@@ -50,9 +50,9 @@ def create_token(
     except InputError as exc:
         raise typer.BadParameter(str(exc)) from None
     issued = with_manager(lambda manager: manager.create_token(name, scopes))
-    console.print(
-        f"token {issued.name!r} ({', '.join(issued.scopes)}); store it now, it is not shown again:", style="bold"
-    )
+    # The note goes to stderr, so `TOKEN=$(bouncer-queue tokens create ...)` captures the token alone.
+    note = f"token {issued.name!r} ({', '.join(issued.scopes)}); store it now, it is not shown again:"
+    err_console.print(note, style="bold", highlight=False)
     typer.echo(issued.token)
 
 
