@@ -179,7 +179,9 @@ def test_unknown_ids_are_404(http: HttpStack) -> None:
 
 
 def test_bad_bodies_and_uploads_are_refused_with_the_reason(http: HttpStack) -> None:
+    before = http.sql('SELECT COUNT(*) FROM "Bouncer_Requests"')[0][0]
     with http.client("submit") as api:
+        header_only = api.post("/requests", files={"file": ("h.csv", "email\n", "text/csv")})
         no_column = api.post("/requests", files={"file": ("a.csv", "name,phone\nAnn,1\n", "text/csv")})
         xlsx = api.post("/requests", files={"file": ("a.xlsx", b"PK\x03\x04", "application/octet-stream")})
         no_file = api.post("/requests", data={"user_id": "x"}, files={"other": ("a.csv", "email\na@b.co\n")})
@@ -193,6 +195,8 @@ def test_bad_bodies_and_uploads_are_refused_with_the_reason(http: HttpStack) -> 
     assert no_file.status_code == 422 and plain.status_code == 415
     assert empty.status_code == 422 and broken.status_code == 422
     assert priority.status_code == 422 and "priority" in priority.json()["detail"]
+    assert header_only.status_code == 422 and "no email addresses" in header_only.json()["detail"]
+    assert http.sql('SELECT COUNT(*) FROM "Bouncer_Requests"')[0][0] == before  # nothing refused was stored
 
 
 def test_a_too_large_upload_is_413_and_stores_nothing(http: HttpStack) -> None:

@@ -83,6 +83,13 @@ async def achunked(items: AsyncIterable[EmailInput], size: int, counter: list[in
     if chunk:
         counter[0] += len(chunk)
         yield chunk
+    _refuse_empty(counter)
+
+
+def _refuse_empty(counter: list[int]) -> None:
+    # Raised inside the ingest transaction, so an empty list leaves no empty request (nor burns its key).
+    if counter[0] == 0:
+        raise InputError("the list holds no email addresses")
 
 
 def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Iterator[list[EmailRow]]:
@@ -98,6 +105,7 @@ def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Itera
     if chunk:
         counter[0] += len(chunk)
         yield chunk
+    _refuse_empty(counter)
 
 
 async def add_emails_to_queue(

@@ -66,3 +66,13 @@ async def test_an_upload_read_off_the_loop_is_stored_whole_and_its_errors_come_t
     path.write_text("email\n" + "a@example.com\n" * 3 + '"unterminated\n', encoding="utf-8")
     with pytest.raises(InputError):
         await add_emails_to_queue(ctx.repo, ctx.enqueuer, off_the_loop(read_list(path)), user_id="u")
+
+
+async def test_an_empty_list_stores_nothing_and_leaves_its_key_free(world: Callable[[Responder], StageContext]) -> None:
+    ctx = world(answer(200, {}))
+    tracking = Tracking(idempotency_key="first-try")
+    with pytest.raises(InputError, match="no email addresses"):
+        await add_emails_to_queue(ctx.repo, ctx.enqueuer, [], user_id="u", tracking=tracking)
+    assert await ctx.repo.list_requests() == []
+    retried = await add_emails_to_queue(ctx.repo, ctx.enqueuer, ["a@example.com"], user_id="u", tracking=tracking)
+    assert not retried.existing and retried.total_emails == 1
