@@ -268,16 +268,16 @@ async def test_a_wrong_key_then_rotation(
     assert refusals(simulator) >= 2
 
 
-async def test_verify_with_a_refused_key_exits_1_and_writes_no_results(
+async def test_verify_with_a_refused_key_exits_1_writes_no_results_and_resumes_with_a_good_one(
     simulator: SimulatorServer, redis_url: str, queue_prefix: str, tmp_path: Path
 ) -> None:
     database = f"sqlite:///{tmp_path / 'ledger.db'}"
-    env = env_for(database, simulator, redis_url, queue_prefix, tmp_path) | {"BOUNCER_API_KEY": "not-the-key"}
-    listing = write_csv(tmp_path / "list.csv", make_emails(100, "refused"))
+    env = env_for(database, simulator, redis_url, queue_prefix, tmp_path)
+    unique = make_emails(100, "refused")
+    listing = write_csv(tmp_path / "list.csv", unique)
     out = tmp_path / "list.verified.csv"
-    code, output = await asyncio.to_thread(
-        run_cli_status, ["verify", str(listing), "--output", str(out)], env, tmp_path
-    )
+    command = ["verify", str(listing), "--output", str(out)]
+    code, output = await asyncio.to_thread(run_cli_status, command, env | {"BOUNCER_API_KEY": "not-the-key"}, tmp_path)
 
     assert code == 1, output
     assert "refused the API key" in output
@@ -285,3 +285,9 @@ async def test_verify_with_a_refused_key_exits_1_and_writes_no_results(
     assert await dead_letters(database) == []
     assert set((await batch_states(database)).values()) == {"pending"}
     assert simulator.state.batch_creations == 0
+
+    code, output = await asyncio.to_thread(run_cli_status, command, env, tmp_path)
+    assert code == 0, output
+    assert "resuming it" in output
+    assert len(exported(out)) == 100
+    await assert_exactly_once(database, simulator, unique, CREDITS)
