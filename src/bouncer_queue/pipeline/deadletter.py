@@ -1,8 +1,9 @@
 """The dead-letter path: a job that failed for good is recorded, its batch marked dead, and kept for replay.
 
 A dead letter lands twice: in Bouncer_Dead_Letter_Queue (the ledger, with its error class and message) and as a
-job on the `dead-letter` queue, which no worker consumes, so BullMQ dashboards show it. Replaying resets the
-batch to pending and enqueues a fresh create-batch job.
+job on the `dead-letter` queue, which no worker consumes, so BullMQ dashboards show it. A request whose last
+open batch dies is marked finished. Replaying resets the batch to pending, makes its request active again and
+enqueues a fresh create-batch job.
 """
 
 from __future__ import annotations

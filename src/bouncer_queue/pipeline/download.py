@@ -3,6 +3,7 @@
 Every result lands in Bouncer_Results, and the batch's addresses are marked completed (or failed, when Bouncer
 returned nothing for one) in the same transaction, so a crash leaves either all of it or none. Running the job
 twice stores the same rows (an upsert), so a redelivered job costs one download and no harm.
+When this was the request's last open batch, the request is marked finished.
 """
 
 from __future__ import annotations

@@ -86,3 +86,34 @@ async def test_other_errors_are_not_retried() -> None:
     with pytest.raises(OperationalError):
         await transactions.run_again_on_conflict(transaction, "store results")
     assert len(runs) == 1
+
+
+async def test_a_must_land_write_waits_for_the_database_to_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(transactions.asyncio, "sleep", no_sleep)
+    runs = []
+
+    async def record() -> str:
+        runs.append(1)
+        if len(runs) < 5:
+            raise ConnectionRefusedError(111, "refused")
+        return "recorded"
+
+    assert await transactions.wait_for_database(record, "record a submitted batch") == "recorded"
+    assert pauses == [0.5, 1.0, 2.0, 4.0]
+
+
+async def test_a_must_land_write_gives_up_on_other_errors_at_once() -> None:
+    runs = []
+
+    async def record() -> None:
+        runs.append(1)
+        raise wrapped(DriverError("value too long", sqlstate="22001"))
+
+    with pytest.raises(OperationalError):
+        await transactions.wait_for_database(record, "record a submitted batch")
+    assert len(runs) == 1
