@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bouncer_queue.config import Settings
 from bouncer_queue.domain import Priority, RequestState
-from bouncer_queue.errors import ConfigError, Interrupted, QueueBackendError
+from bouncer_queue.errors import ConfigError, DatabaseUnavailable, Interrupted, QueueBackendError
 from bouncer_queue.lists import default_output_path, read_list, write_export
 from bouncer_queue.ops.keys import ApiKeySource
 from bouncer_queue.pipeline.ingest import AddResult
@@ -98,7 +98,7 @@ async def submit_file(
 async def wait_for_request(
     manager: QueueManager, request_id: str, console: Console, *, interval: float = 0.5
 ) -> RequestProgress:
-    """Show a progress bar until every address of the request has an outcome."""
+    """Show a progress bar until every address of the request has an outcome; wait out a database outage."""
     progress_bar = Progress(
         TextColumn("[bold]verifying"),
         BarColumn(),
@@ -111,7 +111,12 @@ async def wait_for_request(
     with progress_bar:
         task = progress_bar.add_task("verify", total=None, detail="")
         while True:
-            progress = await manager.request_progress(request_id)
+            try:
+                progress = await manager.request_progress(request_id)
+            except DatabaseUnavailable:  # a pause, as for the workers: wait for the database to answer again
+                progress_bar.update(task, detail="waiting for the database")
+                await asyncio.sleep(interval)
+                continue
             done = sum(progress.emails_by_state.get(s, 0) for s in ("completed", "failed", "dead"))
             batches = ", ".join(f"{n} {s}" for s, n in sorted(progress.batches_by_state.items()))
             progress_bar.update(task, total=progress.emails_total, completed=done, detail=f"batches: {batches}")

@@ -9,7 +9,7 @@ import io
 import pytest
 from rich.console import Console
 
-from bouncer_queue.errors import ConfigError, Interrupted, QueueBackendError
+from bouncer_queue.errors import ConfigError, DatabaseUnavailable, Interrupted, QueueBackendError
 from bouncer_queue.interfaces.runner import BackgroundWorkers, _until_done
 from bouncer_queue.storage.records import RequestProgress
 
@@ -18,11 +18,15 @@ class Manager:
     def __init__(self, done: bool, refused: str | None = None) -> None:
         self.emails = {"completed": 2} if done else {"submitted": 2}
         self.refused = refused
+        self.outage = 0
 
     async def api_key_refused(self) -> str | None:
         return self.refused
 
     async def request_progress(self, request_id: str) -> RequestProgress:
+        if self.outage:
+            self.outage -= 1
+            raise DatabaseUnavailable("cannot read request progress: ConnectionRefusedError")
         return RequestProgress(request_id, 2, self.emails, 1, {"queued": 1})
 
 
@@ -62,4 +66,13 @@ async def test_a_refused_key_ends_the_wait_with_a_clear_error() -> None:
     manager = Manager(False, refused="401 user not found")
     with pytest.raises(ConfigError, match=r"refused the API key \(401 user not found\).*resumes request r"):
         await asyncio.wait_for(_until_done(manager, "r", Console(file=io.StringIO()), running), 5)  # type: ignore[arg-type]
+    running.task.cancel()
+
+
+async def test_a_database_outage_is_waited_out() -> None:
+    running = workers(idle())
+    manager = Manager(True)
+    manager.outage = 2
+    await asyncio.wait_for(_until_done(manager, "r", Console(file=io.StringIO()), running), 10)  # type: ignore[arg-type]
+    assert manager.outage == 0
     running.task.cancel()
