@@ -332,3 +332,18 @@ async def test_concurrent_stores_of_the_same_addresses_do_not_fail(repo_factory:
             first.store_results(batch_ids[0], results), second.store_results(batch_ids[1], results[::-1])
         )
     assert (await first.request_progress("req-1")).emails_by_state == {"completed": 4_000}
+
+
+async def test_a_request_is_finished_once_every_batch_is_downloaded_or_dead(repo: Repository) -> None:
+    first, second = await ingest(repo, count=4, size=2)
+    await ingest(repo, count=2, size=2, request=RequestInfo(request_id="other", user_id="u2"))
+    await repo.store_results(first, [result("user0@example.com"), result("user1@example.com")])
+    assert await repo.finish_requests() == 0
+
+    await repo.mark_batch_dead(second, "BadRequest", "refused")
+    assert await repo.finish_requests("other") == 0
+    assert await repo.finish_requests(REQUEST.request_id) == 1
+    request = await repo.get_request(REQUEST.request_id)
+    assert request is not None and request.status == RequestState.FINISHED and request.finished_at is not None
+    assert (await repo.get_request("other")).status == RequestState.ACTIVE  # type: ignore[union-attr]
+    assert await repo.finish_requests() == 0  # already finished: nothing changes
