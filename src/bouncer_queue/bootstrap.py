@@ -21,6 +21,7 @@ from bouncer_queue.bouncer import BouncerClient, make_bouncer_client
 from bouncer_queue.bouncer.client import ApiKeyProvider
 from bouncer_queue.config import Settings
 from bouncer_queue.errors import ConfigError
+from bouncer_queue.files import private_dir
 from bouncer_queue.ops.metrics import Metrics
 from bouncer_queue.pipeline.context import Policy, StageContext
 from bouncer_queue.queueing.admin import QueueAdmin
@@ -63,6 +64,8 @@ async def prepare_database(settings: Settings, auto_migrate: bool | None = None)
     explicit DATABASE_URL is already migrated: several workers racing to migrate a shared server is worse than
     a clear error."""
     url = settings.effective_database_url()
+    if settings.database_url is None:
+        private_dir(settings.state_dir)  # the default SQLite file holds every list: the folder is the owner's
     if auto_migrate or (auto_migrate is None and settings.database_url is None):
         await migrate.upgrade(url)
         return

@@ -35,6 +35,14 @@ class EmailState(StrEnum):
     COMPLETED = "completed"  #: a result is stored
     FAILED = "failed"  #: Bouncer returned no result for it
     DEAD = "dead"  #: its batch was dead-lettered
+    SKIPPED = "skipped"  #: the input row has no address; stored only so the export gives the row back
+    CANCELLED = "cancelled"  #: its request was cancelled before its batch was sent
+
+
+#: Emails that will not change any more: a request whose emails are all in these states is done.
+FINISHED_EMAIL_STATES = frozenset(
+    {EmailState.COMPLETED, EmailState.FAILED, EmailState.DEAD, EmailState.SKIPPED, EmailState.CANCELLED}
+)
 
 
 class BatchState(StrEnum):
@@ -48,6 +56,7 @@ class BatchState(StrEnum):
     DOWNLOADED = "downloaded"  #: results stored; the batch is done
     FAILED = "failed"  #: Bouncer reported a failure; a retry may follow
     DEAD = "dead"  #: given up; see the dead-letter queue
+    CANCELLED = "cancelled"  #: its request was cancelled before the batch was sent; never sent
 
 
 class RequestState(StrEnum):

@@ -1,8 +1,10 @@
 """CSV (and TSV) lists: delimiter sniffing, the header row, the email column, and rows streamed one by one.
 
-The header is required. The email column is the one named by `--column`, else the first header that is a
-known email name, else the column whose first rows hold addresses. Every other column is kept in `extra`
-so an export can give the user back their own columns.
+`iter_table` is shared with the XLSX reader: it turns (line, cells) records into rows. The first record is the
+header unless `header=False` (`--no-header`: the columns are then named column_1, column_2, ...). The email
+column is the one named by `--column` (a header or a 1-based number), else the first header that is a known
+email name, else the column whose first rows hold addresses. The whole row, every column under its header, is
+kept in `extra`, so an export can give the user back their own row untouched.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import itertools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -49,22 +50,14 @@ class _Layout:
     names: cols.NameColumns
 
     def to_row(self, line: int, cells: Sequence[str]) -> EmailRow | SkippedRow:
+        row = dict(zip(self.headers, cells, strict=False))  # a short row keeps the cells it has
         width = len(cells)
-        if self.email >= width:
-            return SkippedRow(line, f"row has {width} fields, the header {len(self.headers)}: no email cell")
-        if width == len(self.headers):  # the common case, and the hot loop of a million-row list
-            extra = {h: cells[p] for p, h in self._kept}
-        else:
-            extra = {h: cells[p] for p, h in self._kept if p < width}
+        if width > len(self.headers):
             # Cells past the header's width are kept under positional names rather than dropped.
-            extra.update({f"column_{p + 1}": cells[p] for p in range(len(self.headers), width)})
-        return make_row(line, cells[self.email], self.names.pick(cells), extra)
-
-    @cached_property
-    def _kept(self) -> tuple[tuple[int, str], ...]:
-        """(position, header) of the columns that go to `extra`: all but the email and full-name ones."""
-        taken = {self.email, self.names.full}
-        return tuple((p, h) for p, h in enumerate(self.headers) if p not in taken)
+            row.update({f"column_{p + 1}": cells[p] for p in range(len(self.headers), width)})
+        if self.email >= width:
+            return SkippedRow(line, f"row has {width} fields, the header {len(self.headers)}: no email cell", row)
+        return make_row(line, cells[self.email], self.names.pick(cells), row)
 
 
 def iter_csv(
@@ -73,19 +66,31 @@ def iter_csv(
     *,
     column: str | None = None,
     delimiter: str | None = None,
+    header: bool = True,
     on_column: Callable[[str], None] | None = None,
 ) -> Iterator[EmailRow | SkippedRow]:
     """Rows of a CSV list, lazily. InputError for a missing header or email column and for broken quoting."""
     lines = bounded_lines(text, path)
     first = next(lines, None)
     if first is None:
-        raise InputError(f"{path}: the file is empty; a header row is expected")
+        raise InputError(f"{path}: the file is empty")
     reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter or sniff_delimiter(first))
-    records = _records(reader, path)
-    header = next(records, None)
-    if header is None:
-        raise InputError(f"{path}: the file is empty; a header row is expected")
-    layout, replay = _layout(path, header, records, column)
+    yield from iter_table(_records(reader, path), path, column=column, header=header, on_column=on_column)
+
+
+def iter_table(
+    records: Iterator[Record],
+    path: Path,
+    *,
+    column: str | None = None,
+    header: bool = True,
+    on_column: Callable[[str], None] | None = None,
+) -> Iterator[EmailRow | SkippedRow]:
+    """Rows of a table (CSV, TSV or a sheet) given as (line, cells) records, the header first unless `header=False`."""
+    first = next(records, None)
+    if first is None:
+        raise InputError(f"{path}: the file is empty")
+    layout, replay = _layout(path, first, records, column, header)
     if on_column is not None:
         on_column(layout.headers[layout.email])
     for line, cells in itertools.chain(replay, records):
@@ -93,13 +98,23 @@ def iter_csv(
         yield layout.to_row(line, cells)
 
 
-def _layout(path: Path, header: Record, records: Iterator[Record], column: str | None) -> tuple[_Layout, list[Record]]:
-    line, cells = header
+def _layout(
+    path: Path, first: Record, records: Iterator[Record], column: str | None, header: bool
+) -> tuple[_Layout, list[Record]]:
+    line, cells = first
+    if not header:
+        headers = tuple(f"column_{p}" for p in range(1, len(cells) + 1))
+        sample = [first, *itertools.islice(records, _DETECTION_ROWS)]
+        email = _email_column(path, headers, sample, column)
+        return _Layout(headers, email, cols.NameColumns()), sample
     if len(cells) == 1 and column is None and cols.looks_like_address(cells[0]):
         # A one-column file of bare addresses is a TXT list saved as .csv: read its first line as data.
-        return _Layout(("email",), 0, cols.NameColumns()), [header]
+        return _Layout(("email",), 0, cols.NameColumns()), [first]
     if any(cols.looks_like_address(cell) for cell in cells):
-        raise InputError(f"{path}: line {line} looks like data, not a header; add a header row naming the columns")
+        raise InputError(
+            f"{path}: line {line} looks like data, not a header; pass --no-header (and --column N for the "
+            "address column if it is not found), or add a header row"
+        )
     headers = cols.unique_headers(cells)
     sample = list(itertools.islice(records, _DETECTION_ROWS))
     email = _email_column(path, headers, sample, column)
@@ -111,13 +126,16 @@ def _email_column(path: Path, headers: tuple[str, ...], sample: list[Record], co
     if column is not None:
         found = cols.find_named(headers, column)
         if found is None:
-            raise InputError(f"{path}: no column {column!r}; the columns are {shown}")
+            raise InputError(
+                f"{path}: no column {column!r}; give --column a header or a number from 1 to {len(headers)} "
+                f"(the columns are {shown})"
+            )
         return found
     found = cols.find_by_alias(headers, cols.EMAIL_HEADERS)
     if found is None:
         found = cols.find_by_content(headers, [cells for _, cells in sample])
     if found is None:
-        raise InputError(f"{path}: no email column found among {shown}; name it with --column")
+        raise InputError(f"{path}: no email column found among {shown}; name it with --column (a header or a number)")
     return found
 
 

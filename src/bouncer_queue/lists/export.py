@@ -1,10 +1,13 @@
-"""Writing results back out: the user's own columns followed by Bouncer's verdict, as CSV or a JSON array
-(`write_export`, to a file), or as CSV, JSON or NDJSON text pieces (`iter_export`, for the HTTP API's streamed
-download).
+"""Writing results back out: the user's own rows, untouched, followed by the verdict, in the user's format.
 
-The last step a user sees. Rows are streamed from the repository and written as they come, so an export of
-millions of rows never sits whole in memory. CSV cells are guarded against formula injection because these
-files are opened in spreadsheets and the cells hold whatever the list's author (or a sign-up form) typed.
+The last step a user sees. Every input row comes back in input order with its columns and values as given (the
+address exactly as typed), then the result columns; a row without an address comes back with status `skipped`
+and its reason. Formats: CSV, TSV, a JSON array, JSON Lines (each row is the input object plus the result
+keys), and XLSX. Rows are streamed from the repository and written as they come, so an export of millions of
+rows never sits whole in memory. `iter_export` gives the same CSV, JSON or JSON Lines as text pieces, for the
+HTTP API's streamed download. Spreadsheet cells (CSV, TSV, XLSX) are guarded against formula injection, the one
+change made to a user's value, because these files are opened in spreadsheets and the cells hold whatever the
+list's author (or a sign-up form) typed.
 """
 
 from __future__ import annotations
@@ -13,16 +16,18 @@ import csv
 import io
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, get_args
 
 from bouncer_queue.storage.records import ExportRow
 
 logger = logging.getLogger(__name__)
 
-ExportFormat = Literal["csv", "json"]
+ExportFormat = Literal["csv", "tsv", "json", "ndjson", "xlsx"]
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
 FLAG_COLUMNS = ("accept_all", "disposable", "free", "role", "disabled", "full_mailbox", "provider", "toxicity")
 RESULT_COLUMNS = ("status", "reason", "score", *FLAG_COLUMNS, "state")
 # Where each flag sits in Bouncer's result object, with the flat snake_case spelling as a fallback.
@@ -36,14 +41,27 @@ _FLAG_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "provider": (("provider",),),
     "toxicity": (("toxicity",),),
 }
-# Rows read before the CSV header is fixed, to learn the extra columns when the caller does not name them.
+# Rows read before the header is fixed, to learn the input columns when the caller does not name them.
 HEADER_LOOKAHEAD = 1000
 # Spreadsheets run a cell starting with these as a formula (OWASP "CSV injection"); tab and CR too.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-#: Streamed formats: NDJSON (one JSON object a line) besides the two files write_export writes.
+# The output format of each input extension: the same, except TXT (one address a line has no room for results).
+_FORMAT_OF_SUFFIX: Mapping[str, ExportFormat] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".json": "json",
+    ".jsonl": "ndjson",
+    ".ndjson": "ndjson",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+}
+#: Streamed formats: NDJSON (one JSON object a line) besides CSV and JSON.
 StreamFormat = Literal["csv", "json", "ndjson"]
 #: Rows gathered into one piece of a streamed export: few enough to stay small, enough to keep writes cheap.
 PIECE_ROWS = 500
+# Characters an XLSX cell cannot hold (XML 1.0 forbids them); openpyxl refuses them.
+_XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 async def write_export(
@@ -53,21 +71,76 @@ async def write_export(
     *,
     extra_columns: Sequence[str] | None = None,
 ) -> int:
-    """Write `rows` to `out` as they arrive; return how many were written.
+    """Write `rows` to `out` as they arrive; return how many were written. XLSX is `write_xlsx` (a binary file).
 
-    CSV columns: email, name, the extra columns (`extra_columns`, or those seen in the first HEADER_LOOKAHEAD
-    rows in first-seen order), then RESULT_COLUMNS. JSON: an array with one object per row.
+    CSV/TSV columns: the input columns (`extra_columns`, or those seen in the first HEADER_LOOKAHEAD rows in
+    first-seen order), then RESULT_COLUMNS (renamed `result_<name>` where an input column has the name).
+    JSON: an array of objects; JSON Lines: one object a line.
     """
-    if fmt == "csv":
-        return await _write_csv(rows, out, extra_columns)
+    if fmt in ("csv", "tsv"):
+        return await _write_table(rows, out, "\t" if fmt == "tsv" else ",", extra_columns)
     if fmt == "json":
         return await _write_json(rows, out)
-    raise ValueError(f"unknown export format {fmt!r}; use csv or json")
+    if fmt == "ndjson":
+        return await _write_ndjson(rows, out)
+    raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
 
 
-def default_output_path(input_path: Path, fmt: ExportFormat) -> Path:
-    """Next to the input: "list.csv" -> "list.verified.csv" ("list.json" with csv -> "list.verified.csv")."""
-    return input_path.with_name(f"{input_path.stem}.verified.{fmt}")
+async def write_xlsx(rows: AsyncIterable[ExportRow], path: Path) -> int:
+    """Write `rows` as a one-sheet workbook at `path` (openpyxl's write-only mode streams the rows)."""
+    from openpyxl import Workbook  # imported here: only workbooks pay for it
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("results")
+    iterator = aiter(rows)
+    head = await _take(iterator, HEADER_LOOKAHEAD)
+    columns = _first_seen_keys(head)
+    names = result_names(columns)
+    sheet.append([*columns, *names.values()])
+    written = 0
+    for row in head:
+        sheet.append([_xlsx(cell) for cell in _cells(row, columns, set())])
+        written += 1
+    async for row in iterator:
+        sheet.append([_xlsx(cell) for cell in _cells(row, columns, set())])
+        written += 1
+    workbook.save(path)
+    return written
+
+
+def export_format_for(input_path: Path) -> ExportFormat:
+    """The format an input's results are written in by default: the input's own (TXT gives CSV)."""
+    return _FORMAT_OF_SUFFIX.get(input_path.suffix.lower(), "csv")
+
+
+def default_output_path(input_path: Path, fmt: ExportFormat | None = None) -> Path:
+    """Next to the input, keeping its extension: "a.tsv" -> "a.verified.tsv"; with another `fmt`, that
+    format's ("a.json" with csv -> "a.verified.csv"); a TXT list's results are CSV ("a.verified.csv")."""
+    natural = export_format_for(input_path)
+    fmt = fmt or natural
+    suffix = input_path.suffix if fmt == natural and input_path.suffix.lower() in _FORMAT_OF_SUFFIX else f".{fmt}"
+    if fmt == "ndjson" and fmt != natural:
+        suffix = ".jsonl"
+    return input_path.with_name(f"{input_path.stem}.verified{suffix}")
+
+
+def input_row(row: ExportRow) -> Mapping[str, Any]:
+    """The input row as the user gave it; rows handed in without one (the Python API) show email and name."""
+    if row.extra is not None:
+        return row.extra
+    return {"email": row.email} if row.name is None else {"email": row.email, "name": row.name}
+
+
+def result_names(columns: Iterable[str], results: Sequence[str] = RESULT_COLUMNS) -> dict[str, str]:
+    """Each result column's output name: its own, or `result_<name>` where the input has a column so named."""
+    taken = set(columns)
+    names: dict[str, str] = {}
+    for column in results:
+        name = column
+        while name in taken:
+            name = f"result_{name}"
+        names[column] = name
+    return names
 
 
 def summarize(statuses: Iterable[str | None]) -> dict[str, int]:
@@ -85,18 +158,20 @@ def escape_formula(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
 
 
-async def _write_csv(rows: AsyncIterable[ExportRow], out: TextIO, extra_columns: Sequence[str] | None) -> int:
+async def _write_table(
+    rows: AsyncIterable[ExportRow], out: TextIO, delimiter: str, extra_columns: Sequence[str] | None
+) -> int:
     iterator = aiter(rows)
     head = await _take(iterator, 0 if extra_columns is not None else HEADER_LOOKAHEAD)
-    extras = list(extra_columns) if extra_columns is not None else _first_seen_keys(head)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["email", "name", *extras, *RESULT_COLUMNS])
+    columns = list(extra_columns) if extra_columns is not None else _first_seen_keys(head)
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerow([*columns, *result_names(columns).values()])
     written, dropped = 0, set[str]()
     for row in head:
-        writer.writerow(_csv_cells(row, extras, dropped))
+        writer.writerow([_text(cell) for cell in _cells(row, columns, dropped)])
         written += 1
     async for row in iterator:
-        writer.writerow(_csv_cells(row, extras, dropped))
+        writer.writerow([_text(cell) for cell in _cells(row, columns, dropped)])
         written += 1
     if dropped:
         logger.warning("export left out columns first seen late: %s", ", ".join(sorted(dropped)))
@@ -113,6 +188,14 @@ async def _write_json(rows: AsyncIterable[ExportRow], out: TextIO) -> int:
     return written
 
 
+async def _write_ndjson(rows: AsyncIterable[ExportRow], out: TextIO) -> int:
+    written = 0
+    async for row in rows:
+        out.write(json.dumps(_json_object(row), ensure_ascii=False, default=str) + "\n")
+        written += 1
+    return written
+
+
 async def _take(iterator: AsyncIterator[ExportRow], count: int) -> list[ExportRow]:
     taken: list[ExportRow] = []
     while len(taken) < count:
@@ -126,42 +209,49 @@ async def _take(iterator: AsyncIterator[ExportRow], count: int) -> list[ExportRo
 def _first_seen_keys(rows: Iterable[ExportRow]) -> list[str]:
     keys: dict[str, None] = {}
     for row in rows:
-        keys.update(dict.fromkeys(row.extra or {}))
-    return [key for key in keys if key not in ("email", "name", *RESULT_COLUMNS)]
+        keys.update(dict.fromkeys(input_row(row)))
+    return list(keys)
 
 
-def _csv_cells(row: ExportRow, extras: Sequence[str], dropped: set[str]) -> list[str]:
-    extra = row.extra or {}
-    dropped.update(key for key in extra if key not in extras)
+def _cells(row: ExportRow, columns: Sequence[str], dropped: set[str]) -> list[object]:
+    given = input_row(row)
+    dropped.update(key for key in given if key not in columns)
     flags = result_flags(row.raw)
-    values: list[object] = [row.email, row.name, *(extra.get(k) for k in extras), row.status, row.reason, row.score]
-    values += [*(flags[flag] for flag in FLAG_COLUMNS), row.state]
-    return [_cell(value) for value in values]
+    ours: list[object] = [row.status, row.reason, row.score, *(flags[flag] for flag in FLAG_COLUMNS), row.state]
+    return [*(given.get(k) for k in columns), *(("yes" if v else "no") if isinstance(v, bool) else v for v in ours)]
 
 
-def _cell(value: object) -> str:
+def _text(value: object) -> str:
+    """A cell as CSV text: text guarded against formulas; numbers as they are (a negative one is no formula)."""
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return "true" if value else "false"  # a JSON input's true/false, as JSON writes it
     if isinstance(value, int | float):
-        return str(value)  # our own numbers (score, toxicity): a negative one is not a formula
-    return escape_formula(str(value))
+        return str(value)
+    if isinstance(value, str):
+        return escape_formula(value)
+    return json.dumps(value, ensure_ascii=False)  # a JSON input's list or object, written as JSON text
+
+
+def _xlsx(value: object) -> object:
+    if value is None or isinstance(value, int | float):
+        return value
+    return _XLSX_ILLEGAL.sub("", _text(value))
 
 
 def _json_object(row: ExportRow) -> dict[str, Any]:
-    return {
-        "email": row.email,
-        "name": row.name,
-        "row_number": row.row_number,
-        "extra": dict(row.extra or {}),
-        "state": row.state,
+    given = dict(input_row(row))
+    names = result_names(given, (*RESULT_COLUMNS, "result"))
+    values = {
         "status": row.status,
         "reason": row.reason,
         "score": row.score,
         **result_flags(row.raw),
+        "state": row.state,
         "result": dict(row.raw) if row.raw is not None else None,
     }
+    return given | {names[key]: value for key, value in values.items()}
 
 
 def _dig(raw: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> Any:
@@ -175,16 +265,15 @@ def _dig(raw: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> Any:
 
 
 async def iter_export(rows: AsyncIterable[ExportRow], fmt: StreamFormat) -> AsyncIterator[str]:
-    """The export of `rows` as text pieces of up to PIECE_ROWS rows each: the same CSV (formula-guarded) and
-    JSON as write_export, or NDJSON (one object a line, the JSON export's objects)."""
+    """The export of `rows` as text pieces of up to PIECE_ROWS rows each: the same CSV (formula-guarded), JSON
+    and JSON Lines as write_export."""
     if fmt not in ("csv", "json", "ndjson"):
         raise ValueError(f"unknown export format {fmt!r}; use csv, json or ndjson")
     iterator = aiter(rows)
     head = await _take(iterator, HEADER_LOOKAHEAD if fmt == "csv" else 0)
-    extras = _first_seen_keys(head)
     buffer = io.StringIO()
-    line = _piece_writer(fmt, buffer, extras)
-    buffer.write({"csv": "", "json": "[", "ndjson": ""}[fmt])
+    line = _piece_writer(fmt, buffer, _first_seen_keys(head))
+    buffer.write("[" if fmt == "json" else "")
     count = 0
     for row in head:
         line(row, count)
@@ -194,17 +283,18 @@ async def iter_export(rows: AsyncIterable[ExportRow], fmt: StreamFormat) -> Asyn
         count += 1
         if count % PIECE_ROWS == 0:
             yield _drain(buffer)
-    buffer.write({"csv": "", "json": "\n]\n" if count else "]\n", "ndjson": ""}[fmt])
+    if fmt == "json":
+        buffer.write("\n]\n" if count else "]\n")
     yield _drain(buffer)
 
 
-def _piece_writer(fmt: StreamFormat, buffer: io.StringIO, extras: Sequence[str]) -> Any:
+def _piece_writer(fmt: StreamFormat, buffer: io.StringIO, columns: Sequence[str]) -> Any:
     """A function writing one row (and its position) to `buffer` in `fmt`; the CSV header goes out now."""
     if fmt == "csv":
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["email", "name", *extras, *RESULT_COLUMNS])
+        writer.writerow([*columns, *result_names(columns).values()])
         dropped: set[str] = set()
-        return lambda row, _: writer.writerow(_csv_cells(row, extras, dropped))
+        return lambda row, _: writer.writerow([_text(cell) for cell in _cells(row, columns, dropped)])
 
     def json_line(row: ExportRow, index: int) -> None:
         text = json.dumps(_json_object(row), ensure_ascii=False, default=str)

@@ -117,23 +117,30 @@ def _value_stream(scanner: _Scanner, column: str | None) -> Iterator[EmailRow | 
 
 
 def to_row(number: int, value: object, column: str | None = None) -> EmailRow | SkippedRow:
-    """One JSON element as a row: a string is the address; an object has it under an email-like key."""
-    if isinstance(value, str):
-        return make_row(number, value, None, None)
+    """One JSON element as a row: a string is the address; an object has it under an email-like key.
+
+    The row kept for the export is the object itself, values untouched (a bare element becomes {"email": it}).
+    """
     if not isinstance(value, Mapping):
-        return SkippedRow(number, f"expected an address or an object, got {type(value).__name__}")
+        row = {"email": value}
+        if isinstance(value, str):
+            return make_row(number, value, None, row)
+        return SkippedRow(number, f"expected an address or an object, got {_type(value)}", row)
     keys = [str(key) for key in value]
+    row = {str(key): item for key, item in value.items()}
     email_key = _pick(keys, column, cols.EMAIL_HEADERS)
-    if email_key is None or value[email_key] is None:
-        return SkippedRow(number, "no email")
-    if not isinstance(value[email_key], str):
-        return SkippedRow(number, f"the email is a {type(value[email_key]).__name__}, not a string")
+    email = row[email_key] if email_key is not None else None
+    if email is None:
+        return SkippedRow(number, "no email", row)
+    if not isinstance(email, str):
+        return SkippedRow(number, f"the email is a {_type(email)}, not a string", row)
     name_key = _pick([key for key in keys if key != email_key], None, cols.NAME_HEADERS)
-    if name_key is not None and not isinstance(value[name_key], str):
-        name_key = None  # keep a non-text "name" among the extra fields rather than lose it
-    name = value[name_key] if name_key is not None else None
-    extra = {key: _as_text(item) for key, item in value.items() if key not in (email_key, name_key)}
-    return make_row(number, value[email_key], name, extra)
+    name = row[name_key] if name_key is not None else None
+    return make_row(number, email, name if isinstance(name, str) else None, row)
+
+
+def _type(value: object) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def _pick(keys: list[str], column: str | None, aliases: frozenset[str]) -> str | None:
@@ -142,9 +149,3 @@ def _pick(keys: list[str], column: str | None, aliases: frozenset[str]) -> str |
         return None if found is None else keys[found]
     found = cols.find_by_alias(keys, aliases)
     return None if found is None else keys[found]
-
-
-def _as_text(item: object) -> str:
-    if item is None:
-        return ""
-    return item if isinstance(item, str) else json.dumps(item, ensure_ascii=False)

@@ -1,15 +1,18 @@
-"""Reading a user's list (CSV, TSV, TXT, JSON, JSON Lines) as a stream of `EmailRow`: the ingest stage's source.
+"""Reading a user's list (CSV, TSV, TXT, JSON, JSON Lines, XLSX) as a stream of `EmailRow`: the ingest stage's source.
 
 `read_list` checks what it can without reading (format, encoding name, the file exists) and returns a
 `ListReader`. Iterating the reader opens the file and yields rows lazily, so a list of millions of addresses
-never sits whole in memory. Rows without an address are counted and reported, not yielded. A list that
-cannot be read raises InputError *during* iteration, at the row where the problem is: the consumer must treat
-an iteration that raised as a failed list (`ListReader.complete` stays False), never as a shorter one.
+never sits whole in memory. Rows without an address are counted and reported; with `keep_skipped` they are
+also yielded (as `EmailRow`s with `skipped` set), so the ledger stores them and the export gives them back.
+A list that cannot be read raises InputError *during* iteration, at the row where the problem is: the
+consumer must treat an iteration that raised as a failed list (`ListReader.complete` stays False), never as
+a shorter one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Literal, NoReturn, TextIO, get_args
 
@@ -18,9 +21,10 @@ from bouncer_queue.lists.csv_rows import iter_csv
 from bouncer_queue.lists.decoding import bounded_lines, check_encoding, open_text
 from bouncer_queue.lists.json_rows import iter_json, iter_ndjson
 from bouncer_queue.lists.rows import SkippedRow, make_row
+from bouncer_queue.lists.xlsx_rows import iter_xlsx
 from bouncer_queue.storage.records import EmailRow
 
-ListFormat = Literal["csv", "tsv", "txt", "json", "ndjson"]
+ListFormat = Literal["csv", "tsv", "txt", "json", "ndjson", "xlsx"]
 LIST_FORMATS: tuple[str, ...] = get_args(ListFormat)
 _EXTENSIONS: dict[str, ListFormat] = {
     ".csv": "csv",
@@ -32,7 +36,10 @@ _EXTENSIONS: dict[str, ListFormat] = {
     ".json": "json",
     ".jsonl": "ndjson",
     ".ndjson": "ndjson",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
 }
+_TABLES = ("csv", "tsv", "xlsx")
 # Enough to show the user what went wrong; the total is counted separately, so memory stays bounded.
 MAX_SKIPPED_KEPT = 1000
 
@@ -52,8 +59,12 @@ class ListReader:
         column: str | None = None,
         max_rows: int | None = None,
         encoding: str | None = None,
+        header: bool = True,
+        sheet: str | None = None,
+        keep_skipped: bool = False,
     ) -> None:
         self.path, self.fmt, self.column, self.max_rows, self.encoding = path, fmt, column, max_rows, encoding
+        self.header, self.sheet, self.keep_skipped = header, sheet, keep_skipped
         self._reset()
 
     def _reset(self) -> None:
@@ -67,22 +78,43 @@ class ListReader:
     def __iter__(self) -> Iterator[EmailRow]:
         self._reset()
         limit = self.max_rows
-        with open_text(self.path, self.encoding) as text:
-            for item in self._parse(text):
+        with self._items() as items:
+            for item in items:
                 self.rows_read += 1
                 if limit is not None and self.rows_read > limit:
                     self._too_many_rows()
                 if isinstance(item, SkippedRow):
                     self._skip(item)
+                    if self.keep_skipped:
+                        yield item.as_email_row()
                     continue
                 self.rows_yielded += 1
                 yield item
         self.complete = True
 
+    @contextmanager
+    def _items(self) -> Iterator[Iterator[EmailRow | SkippedRow]]:
+        if self.fmt == "xlsx":
+            rows = iter_xlsx(
+                self.path, sheet=self.sheet, column=self.column, header=self.header, on_column=self._found_column
+            )
+            with closing(rows):
+                yield rows
+            return
+        with open_text(self.path, self.encoding) as text:
+            yield self._parse(text)
+
     def _parse(self, text: TextIO) -> Iterator[EmailRow | SkippedRow]:
         if self.fmt in ("csv", "tsv"):
             delimiter = "\t" if self.fmt == "tsv" else None
-            return iter_csv(text, self.path, column=self.column, delimiter=delimiter, on_column=self._found_column)
+            return iter_csv(
+                text,
+                self.path,
+                column=self.column,
+                delimiter=delimiter,
+                header=self.header,
+                on_column=self._found_column,
+            )
         if self.fmt == "json":
             return iter_json(text, self.path, column=self.column)
         if self.fmt == "ndjson":
@@ -94,6 +126,11 @@ class ListReader:
 
     def _too_many_rows(self) -> NoReturn:
         raise InputError(f"{self.path}: the list has more than {self.max_rows} rows; split it or raise --max-rows")
+
+    @property
+    def skipped_summary(self) -> str:
+        """The skipped rows for people: "" when none, else the count and the first row numbers."""
+        return describe_skipped(self.skipped_total, [row.row_number for row in self.skipped])
 
     def _skip(self, row: SkippedRow) -> None:
         self.skipped_total += 1
@@ -111,18 +148,48 @@ def read_list(
     fmt: str | None = None,
     max_rows: int | None = None,
     encoding: str | None = None,
+    header: bool = True,
+    sheet: str | None = None,
+    keep_skipped: bool = False,
 ) -> ListReader:
-    """A lazy reader over the list at `path`; the format comes from `fmt` or else from the file extension."""
+    """A lazy reader over the list at `path`; the format comes from `fmt` or else from the file extension.
+
+    `header=False` reads a CSV, TSV or sheet whose first row is data; other formats have no header row.
+    `sheet` (a name or a 1-based number) picks a workbook's sheet; the first one by default.
+    """
     resolved = _resolve_format(path, fmt)
     if encoding is not None:
         check_encoding(encoding)
     if column is not None and resolved == "txt":
-        raise InputError(f"{path}: --column applies to CSV and JSON lists; a TXT list has one address per line")
+        if column.strip() not in ("1", "email"):
+            raise InputError(f"{path}: a TXT list has one address per line, so --column can only be 1")
+        column = None
+    if sheet is not None and resolved != "xlsx":
+        raise InputError(f"{path}: --sheet applies to .xlsx workbooks only")
     if max_rows is not None and max_rows < 1:
-        raise InputError(f"max_rows must be at least 1, not {max_rows}")
+        raise InputError(f"--max-rows must be at least 1, not {max_rows}")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    return ListReader(path, resolved, column=column, max_rows=max_rows, encoding=encoding)
+    return ListReader(
+        path,
+        resolved,
+        column=column,
+        max_rows=max_rows,
+        encoding=encoding,
+        header=header or resolved not in _TABLES,
+        sheet=sheet,
+        keep_skipped=keep_skipped,
+    )
+
+
+def describe_skipped(total: int, row_numbers: list[int], shown: int = 20) -> str:
+    """ "3 rows skipped (no address): rows 4, 9, 12", or the first `shown` rows and how many more."""
+    if not total:
+        return ""
+    listed = ", ".join(str(n) for n in row_numbers[:shown])
+    more = total - min(len(row_numbers), shown)
+    noun = "row" if total == 1 else "rows"
+    return f"{total} {noun} skipped (no address): {noun} {listed}" + (f" and {more} more" if more else "")
 
 
 def iter_txt(text: TextIO, path: Path) -> Iterator[EmailRow | SkippedRow]:
@@ -130,7 +197,7 @@ def iter_txt(text: TextIO, path: Path) -> Iterator[EmailRow | SkippedRow]:
     for number, line in enumerate(bounded_lines(text, path), start=1):
         value = line.strip()
         if value and not value.startswith("#"):
-            yield make_row(number, value, None, None)
+            yield make_row(number, value, None, {"email": value})
 
 
 def _resolve_format(path: Path, fmt: str | None) -> ListFormat:
@@ -142,5 +209,9 @@ def _resolve_format(path: Path, fmt: str | None) -> ListFormat:
         raise InputError(f"unknown list format {fmt!r}; use one of {', '.join(LIST_FORMATS)}")
     found = _EXTENSIONS.get(path.suffix.lower())
     if found is None:
-        raise InputError(f"{path}: cannot tell the list format from the extension; pass --format csv, txt or json")
+        known = ", ".join(sorted(_EXTENSIONS))
+        raise InputError(
+            f"{path}: cannot tell the list format from the extension (known: {known}); "
+            f"pass --input-format ({', '.join(LIST_FORMATS)})"
+        )
     return found

@@ -54,34 +54,35 @@ def _to_row(item: EmailInput, index: int) -> EmailRow:
     if isinstance(item, EmailRow):
         return item
     if isinstance(item, str):
-        return EmailRow(email=normalize_email(item), row_number=index)
+        return EmailRow(email=normalize_email(item), row_number=index, extra={"email": item})
     email = item.get("email")
     if not isinstance(email, str) or not email.strip():
         raise InputError(f"item {index} has no email: {dict(item)!r:.200}")
     name = item.get("name")
-    # Other keys are the row's own columns, kept for exports as the list readers keep a CSV's.
-    extra = {str(k): str(v) for k, v in item.items() if k not in ("email", "name") and v is not None}
+    # The item as given, every key (the address too), kept for exports as the list readers keep a CSV's row.
     return EmailRow(
         email=normalize_email(email),
         name=str(name) if name is not None else None,
         row_number=index,
-        extra=extra or None,
+        extra={str(k): v for k, v in item.items()},
     )
 
 
 async def achunked(items: AsyncIterable[EmailInput], size: int, counter: list[int]) -> AsyncIterator[list[EmailRow]]:
     """`chunked` for an async source (an upload read in a thread, for one)."""
     chunk: list[EmailRow] = []
-    index = 0
+    index = addresses = 0
     async for item in items:
         index += 1
-        chunk.append(item if isinstance(item, EmailRow) else _to_row(item, index))
-        if len(chunk) >= size:
-            counter[0] += len(chunk)
+        row = item if isinstance(item, EmailRow) else _to_row(item, index)
+        chunk.append(row)
+        addresses += row.skipped is None  # skipped rows ride along, as in `chunked`
+        if addresses >= size:
+            counter[0] += addresses
             yield chunk
-            chunk = []
+            chunk, addresses = [], 0
     if chunk:
-        counter[0] += len(chunk)
+        counter[0] += addresses
         yield chunk
     _refuse_empty(counter)
 
@@ -93,17 +94,24 @@ def _refuse_empty(counter: list[int]) -> None:
 
 
 def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Iterator[list[EmailRow]]:
-    """Yield lists of at most `size` rows; counter[0] holds how many rows went by."""
+    """Yield lists of at most `size` addresses; counter[0] holds how many addresses went by.
+
+    Skipped rows (no address: `EmailRow.skipped`) ride along in the chunk of their neighbours, in input order,
+    without counting towards its size: they are stored for the export, never sent.
+    """
     chunk: list[EmailRow] = []
+    addresses = 0
     for index, item in enumerate(items, start=1):
         # EmailRow is what the list readers yield: skip the call for it, a million times over.
-        chunk.append(item if isinstance(item, EmailRow) else _to_row(item, index))
-        if len(chunk) >= size:
-            counter[0] += len(chunk)
+        row = item if isinstance(item, EmailRow) else _to_row(item, index)
+        chunk.append(row)
+        addresses += row.skipped is None
+        if addresses >= size:
+            counter[0] += addresses
             yield chunk
-            chunk = []
+            chunk, addresses = [], 0
     if chunk:
-        counter[0] += len(chunk)
+        counter[0] += addresses
         yield chunk
     _refuse_empty(counter)
 

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from bouncer_queue.errors import QueueBackendError
+from bouncer_queue.files import private_dir, restrict_child_umask
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,10 @@ def _valkey_binary() -> str:
     return str(get_binary_path())
 
 
-def _die_with_parent() -> None:
-    """Runs in the child between fork and exec: ask Linux to SIGTERM the server when its parent dies."""
+def _prepare_child() -> None:
+    """Runs in the child between fork and exec: its data files private (0600), and ask Linux to SIGTERM the
+    server when its parent dies."""
+    restrict_child_umask()
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -118,7 +121,8 @@ class EmbeddedValkey:
         """Start the server and wait until it answers PING. Call from the main thread (PDEATHSIG is per thread)."""
         if self._proc is not None and self._proc.poll() is None:
             raise RuntimeError("the embedded Valkey is already running")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir.parent)
+        private_dir(self.data_dir)
         if self._attach_to_live_server():
             return self
         self._stop_stale()
@@ -130,7 +134,7 @@ class EmbeddedValkey:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # safe: we start it early, from the main thread
+            preexec_fn=_prepare_child,  # safe: we start it early, from the main thread
         )
         self.ownerfile.write_text(str(os.getpid()), encoding="ascii")
         self._wait_ready()

@@ -18,6 +18,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from bouncer_queue.files import private_dir, private_file
+
 #: Execution option that marks a transaction as read-only, so SQLite opens it DEFERRED (no write lock).
 READ_ONLY_OPTION = "bouncer_read_only"
 
@@ -94,7 +96,10 @@ def _mysql_engine(url: URL, pool_size: int, ssl: str | None) -> AsyncEngine:
 def _sqlite_engine(url: URL) -> AsyncEngine:
     database = url.database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database).expanduser()
+        if not path.parent.exists():
+            private_dir(path.parent)
+        private_file(path)  # SQLite gives its journal and WAL files the database file's mode
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     event.listen(engine.sync_engine, "begin", _sqlite_on_begin)

@@ -81,11 +81,14 @@ class RequestQueries(Queries):
         keys = KeyHashes()
         async with self._db.write() as conn:
             await conn.execute(insert(RequestModel).values(**_new_request_values(request)))
-            async for chunk in _guarded_chunks(chunks):
+            async for rows in _guarded_chunks(chunks):
+                chunk, skipped = _split_skipped(rows)
                 if chunk:
                     batch_ids.append(await _ingest_chunk(conn, request, chunk))
                     keys.add(row.email for row in chunk)
                     emails += len(chunk)
+                if skipped:
+                    await _store_skipped(conn, request, skipped)
             if len(batch_ids) > 1 and keys.may_repeat() and await _merge_repeated_addresses(conn, request.request_id):
                 batch_ids = await _recount_batches(conn, request.request_id)
             totals = {"total_emails": emails, "batch_count": len(batch_ids), "updated_at": utcnow()}
@@ -273,6 +276,28 @@ async def _recount_batches(conn: AsyncConnection, request_id: str) -> list[int]:
     return [b for b in batch_ids if b in counts]
 
 
+def _split_skipped(rows: Sequence[EmailRow]) -> tuple[Sequence[EmailRow], list[EmailRow]]:
+    """The addresses to batch, and the rows without one (usually none: then the chunk is passed on as it is)."""
+    skipped = [r for r in rows if r.skipped is not None]
+    if not skipped:
+        return rows, skipped
+    return [r for r in rows if r.skipped is None], skipped
+
+
+async def _store_skipped(conn: AsyncConnection, request: RequestInfo, rows: Sequence[EmailRow]) -> None:
+    """Rows without an address: stored `skipped`, in no batch, with the reason in `name` (nothing is sent for
+    them, so the column is free), so the export gives every input row back. Inserted after their chunk's
+    addresses: the export orders by row number, not by insertion."""
+    now = utcnow()
+    head = (request.request_id, request.user_id)
+    skipped = EmailState.SKIPPED.value
+    values = [
+        (*head, "", r.skipped, r.row_number, _json(r.extra), int(request.priority), skipped, None, now, now)
+        for r in rows
+    ]
+    await bulk.insert_rows(conn, QueueModel.__tablename__, _QUEUE_COLUMNS, values)
+
+
 async def _guarded_chunks(
     chunks: Iterable[Sequence[EmailRow]] | AsyncIterable[Sequence[EmailRow]],
 ) -> AsyncIterator[Sequence[EmailRow]]:
@@ -300,7 +325,7 @@ def _new_batch_values(now: datetime) -> dict[str, Any]:
     }
 
 
-def _json(value: Mapping[str, str] | None) -> str | None:
+def _json(value: Mapping[str, Any] | None) -> str | None:
     """json.dumps(value), byte for byte; a flat text-to-text mapping (every list row's `extra`) is encoded
     directly, twice as fast as json.dumps, which costs seconds over a million rows."""
     if value is None:

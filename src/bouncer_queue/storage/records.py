@@ -7,17 +7,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bouncer_queue.domain import BatchState, Priority, RequestState
+from bouncer_queue.domain import FINISHED_EMAIL_STATES, BatchState, Priority, RequestState
 
 
 @dataclass(frozen=True)
 class EmailRow:
-    """One address of an input list, with the other columns of its row kept for exports."""
+    """One row of an input list: the address to verify, and the whole input row as given, kept for exports.
+
+    `extra` is the input row itself, every column in order under its header (the address cell as typed, the
+    name column too), so an export can give the user back exactly what they gave. A row with no address to
+    verify has `skipped` set to the reason and an empty `email`: it is stored for the export, never sent.
+    """
 
     email: str
     name: str | None = None
     row_number: int | None = None
-    extra: Mapping[str, str] | None = None
+    extra: Mapping[str, Any] | None = None
+    skipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,9 +140,13 @@ class RequestProgress:
     batches_by_state: Mapping[str, int]
 
     @property
+    def finished(self) -> int:
+        """Emails that will not change any more (skipped rows included)."""
+        return sum(self.emails_by_state.get(s, 0) for s in FINISHED_EMAIL_STATES)
+
+    @property
     def done(self) -> bool:
-        finished = sum(self.emails_by_state.get(s, 0) for s in ("completed", "failed", "dead"))
-        return self.emails_total > 0 and finished >= self.emails_total
+        return self.emails_total > 0 and self.finished >= self.emails_total
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,7 @@ class ExportRow:
     email: str
     name: str | None
     row_number: int | None
-    extra: Mapping[str, str] | None
+    extra: Mapping[str, Any] | None
     state: str
     status: str | None
     reason: str | None

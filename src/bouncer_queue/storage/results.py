@@ -2,7 +2,8 @@
 
 `store_results` upserts through storage/bulk.py and settles the batch and its emails in the same transaction, so
 a crash never leaves results without their states. `iter_export` streams a request's rows joined with their
-results from a server-side cursor. Result emails are stored lower-cased and matched case-insensitively.
+results from a server-side cursor, every input row in input order: a row stored `skipped` (no address) comes
+back with status `skipped` and its reason. Result emails are stored lower-cased and matched case-insensitively.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bouncer_queue.storage.tables import BatchModel, QueueModel, ResultModel, ut
 from bouncer_queue.storage.transactions import Queries, translated
 
 EXPORT_CHUNK_ROWS = 1_000
+SKIPPED = EmailState.SKIPPED.value
 
 _RESULT_FIELDS = (
     "status",
@@ -129,14 +131,21 @@ def _export_query(request_id: str, statuses: Collection[str] | None) -> Any:
         )
         .select_from(joined)
         .where(QueueModel.request_id == request_id)
-        .order_by(QueueModel.id)
+        # Input order: row numbers rise through a list; the id breaks ties (rows given without numbers).
+        .order_by(QueueModel.row_number, QueueModel.id)
     )
     if statuses is not None:
-        query = query.where(ResultModel.status.in_(list(statuses)))
+        wanted: Any = ResultModel.status.in_(list(statuses))
+        if SKIPPED in statuses:
+            wanted = wanted | (QueueModel.status == SKIPPED)
+        query = query.where(wanted)
     return query
 
 
 def _export_row(row: Row[Any]) -> ExportRow:
+    if row.state == SKIPPED:
+        # A row without an address: its reason is kept in `name` (see storage/ingest.py).
+        return ExportRow(row.email, None, row.row_number, row.extra, SKIPPED, SKIPPED, row.name, None, None)
     return ExportRow(
         email=row.email,
         name=row.name,

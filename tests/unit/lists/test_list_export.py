@@ -57,36 +57,61 @@ async def _stream(rows: Iterable[ExportRow]) -> AsyncIterator[ExportRow]:
 
 async def test_csv_columns_are_the_input_columns_then_the_verdict() -> None:
     out = io.StringIO()
-    rows = [_row("ann@example.com", {"company": "Acme"}), _row("bob@example.com", {"city": "Rome", "company": "B"})]
+    rows = [
+        _row("ann@example.com", {"company": "Acme", "Email": "Ann@Example.COM"}),
+        _row("bob@example.com", {"company": "B", "Email": "bob@example.com", "city": "Rome"}),
+    ]
 
     assert await write_export(_stream(rows), out, "csv") == 2
 
     table = list(csv.reader(io.StringIO(out.getvalue())))
-    assert table[0] == ["email", "name", "company", "city", *RESULT_COLUMNS]
+    assert table[0] == ["company", "Email", "city", *RESULT_COLUMNS]  # no invented "name" column
     verdict = ["deliverable", "accepted_email", "100", "no", "no", "yes", "no", "no", "no", "google.com", "0"]
-    assert table[1] == ["ann@example.com", "Ann", "Acme", "", *verdict, "completed"]
-    assert table[2][:4] == ["bob@example.com", "Ann", "B", "Rome"]
+    assert table[1] == ["Acme", "Ann@Example.COM", "", *verdict, "completed"]  # the address as given
+    assert table[2][:3] == ["B", "bob@example.com", "Rome"]
+
+
+async def test_result_columns_are_renamed_where_the_input_has_the_name() -> None:
+    out = io.StringIO()
+
+    await write_export(_stream([_row("a@example.com", {"email": "a@example.com", "status": "vip"})]), out, "csv")
+
+    header, first = list(csv.reader(io.StringIO(out.getvalue())))
+    assert header[:4] == ["email", "status", "result_status", "reason"]
+    assert first[:3] == ["a@example.com", "vip", "deliverable"]
 
 
 async def test_csv_unverified_rows_have_empty_verdict_cells() -> None:
     out = io.StringIO()
-    row = _row("x@example.com", name=None, state="failed", status=None, reason=None, score=None, raw=None)
+    row = _row("x@example.com", None, name=None, state="failed", status=None, reason=None, score=None, raw=None)
 
     await write_export(_stream([row]), out, "csv")
 
-    assert out.getvalue().splitlines()[1] == "x@example.com" + "," * (len(RESULT_COLUMNS) + 1) + "failed"
+    assert out.getvalue().splitlines()[1] == "x@example.com" + "," * len(RESULT_COLUMNS) + "failed"
+
+
+async def test_skipped_rows_come_back_with_their_reason() -> None:
+    out = io.StringIO()
+    skipped = _row("", {"email": "", "city": "Rome"}, state="skipped", status="skipped", reason="no email", raw=None)
+
+    await write_export(
+        _stream([_row("a@example.com", {"email": "a@example.com", "city": "Oslo"}), skipped]), out, "tsv"
+    )
+
+    lines = [line.split("\t") for line in out.getvalue().splitlines()]
+    assert lines[2][:4] == ["", "Rome", "skipped", "no email"]
 
 
 async def test_csv_formula_cells_are_escaped() -> None:
     out = io.StringIO()
-    extra = {"note": '=HYPERLINK("http://evil")', "a": "+1", "b": "-2", "c": "@SUM(A1)", "d": "safe=1"}
+    extra = {"email": "=cmd@example.com", "note": '=HYPERLINK("http://evil")', "a": "+1", "b": "-2", "c": "@SUM(A1)"}
+    extra["d"] = "safe=1"
 
-    await write_export(_stream([_row("=cmd@example.com", extra, name="-Ann")]), out, "csv")
+    await write_export(_stream([_row("=cmd@example.com", extra)]), out, "csv")
 
     cells = next(iter(csv.DictReader(io.StringIO(out.getvalue()))))
     assert cells["email"] == "'=cmd@example.com"
-    assert cells["name"] == "'-Ann"
-    assert [cells[k] for k in extra] == ['\'=HYPERLINK("http://evil")', "'+1", "'-2", "'@SUM(A1)", "safe=1"]
+    assert [cells[k] for k in list(extra)[1:]] == ['\'=HYPERLINK("http://evil")', "'+1", "'-2", "'@SUM(A1)", "safe=1"]
     assert cells["score"] == "100"
 
 
@@ -100,7 +125,7 @@ async def test_csv_extra_columns_can_be_named_and_late_ones_are_left_out() -> No
 
     await write_export(_stream([_row("a@example.com", {"x": "1", "y": "2"})]), out, "csv", extra_columns=["y"])
 
-    assert out.getvalue().splitlines()[0] == "email,name,y," + ",".join(RESULT_COLUMNS)
+    assert out.getvalue().splitlines()[0] == "y," + ",".join(RESULT_COLUMNS)
 
 
 async def test_csv_round_trip_through_the_reader(tmp_path: Path) -> None:
@@ -122,19 +147,28 @@ async def test_csv_round_trip_through_the_reader(tmp_path: Path) -> None:
     assert [(r.extra or {})["status"] for r in again] == ["deliverable", "undeliverable"]
 
 
-async def test_json_export_is_an_array_with_one_object_per_row() -> None:
+async def test_json_export_is_the_input_objects_with_the_result_keys() -> None:
     out = io.StringIO()
-    rows = [_row("ann@example.com", {"company": "Acme"}), _row("=x@example.com", raw=None, status=None)]
+    given = {"Email": "Ann@example.com", "age": 3, "tags": ["x"], "n": None}
+    rows = [_row("ann@example.com", given), _row("=x@example.com", {"email": "=x@example.com"}, raw=None, status=None)]
 
     assert await write_export(_stream(rows), out, "json") == 2
 
     data = json.loads(out.getvalue())
-    assert [d["email"] for d in data] == ["ann@example.com", "=x@example.com"]  # JSON needs no formula escaping
-    assert data[0]["extra"] == {"company": "Acme"}
+    assert {k: data[0][k] for k in given} == given  # values untouched, types kept
+    assert data[1]["email"] == "=x@example.com"  # JSON needs no formula escaping
     assert {flag: data[0][flag] for flag in FLAG_COLUMNS}["full_mailbox"] == "no"
     assert data[0]["result"] == RAW
     assert data[1]["result"] is None
     assert len(out.getvalue().splitlines()) == 4  # "[", one line per row, "]": written incrementally
+
+
+async def test_ndjson_export_is_one_object_a_line() -> None:
+    out = io.StringIO()
+
+    await write_export(_stream([_row("a@example.com", {"email": "a@example.com"})] * 2), out, "ndjson")
+
+    assert [json.loads(line)["status"] for line in out.getvalue().splitlines()] == ["deliverable", "deliverable"]
 
 
 async def test_json_export_of_nothing_is_an_empty_array() -> None:
@@ -152,8 +186,15 @@ async def test_unknown_export_format_is_refused() -> None:
 @pytest.mark.parametrize(
     ("name", "fmt", "expected"),
     [
-        ("list.csv", "csv", "list.verified.csv"),
+        ("list.csv", None, "list.verified.csv"),
+        ("list.tsv", None, "list.verified.tsv"),
+        ("list.json", None, "list.verified.json"),
+        ("list.jsonl", None, "list.verified.jsonl"),
+        ("list.ndjson", None, "list.verified.ndjson"),
+        ("list.xlsx", None, "list.verified.xlsx"),
+        ("list.txt", None, "list.verified.csv"),
         ("list.json", "csv", "list.verified.csv"),
+        ("list.csv", "ndjson", "list.verified.jsonl"),
         ("a.b.txt", "json", "a.b.verified.json"),
     ],
 )
@@ -185,7 +226,10 @@ async def _written(rows: list[ExportRow], fmt: str) -> str:
 
 
 async def test_ndjson_export_is_one_json_object_a_line() -> None:
-    rows = [_row("a@example.com", {"x": "1"}), _row("b@example.com", None)]
+    rows = [_row("a@example.com", {"email": "a@example.com", "x": "1"}), _row("b@example.com", None)]
     lines = (await _joined(rows, "ndjson")).splitlines()
     assert [json.loads(line)["email"] for line in lines] == ["a@example.com", "b@example.com"]
-    assert json.loads(lines[0])["extra"] == {"x": "1"}
+    assert json.loads(lines[0])["x"] == "1"
+    out = io.StringIO()
+    await write_export(_stream(rows), out, "ndjson")
+    assert out.getvalue() == "\n".join(lines) + "\n"

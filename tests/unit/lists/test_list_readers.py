@@ -38,8 +38,8 @@ def test_csv_delimiter_is_sniffed(write: Write, delimiter: str) -> None:
     rows = list(read_list(path))
 
     assert [(r.email, r.name, r.extra) for r in rows] == [
-        ("a@example.com", "Ann", {"city": "Paris"}),
-        ("b@example.com", "Bob", {"city": "Rome"}),
+        ("a@example.com", "Ann", {"email": "a@example.com", "name": "Ann", "city": "Paris"}),
+        ("b@example.com", "Bob", {"email": "b@example.com", "name": "Bob", "city": "Rome"}),
     ]
 
 
@@ -57,7 +57,7 @@ def test_csv_email_column_found_by_header_name(write: Write, header: str) -> Non
     rows = list(reader)
 
     assert [r.email for r in rows] == ["x@example.com"]
-    assert rows[0].extra == {"id": "1", "notes": "hello"}
+    assert rows[0].extra == {"id": "1", header: "x@example.com", "notes": "hello"}
     assert reader.email_column == header
 
 
@@ -79,7 +79,10 @@ def test_csv_column_option_overrides_detection(write: Write) -> None:
 def test_csv_unknown_column_option_lists_the_columns(write: Write) -> None:
     path = write("list.csv", "email,name\na@example.com,A\n")
 
-    with pytest.raises(InputError, match=r"no column 'mail_addr'; the columns are 'email', 'name'"):
+    with pytest.raises(
+        InputError,
+        match=r"no column 'mail_addr'; give --column a header or a number from 1 to 2 \(the columns are 'email'",
+    ):
         list(read_list(path, column="mail_addr"))
 
 
@@ -109,13 +112,13 @@ def test_csv_first_and_last_name_are_joined_and_kept(write: Write) -> None:
     rows = list(read_list(path))
 
     assert [r.name for r in rows] == ["Ann Lee", "Solo"]
-    assert rows[0].extra == {"First Name": "Ann", "Last Name": "Lee"}
+    assert rows[0].extra == {"First Name": "Ann", "Last Name": "Lee", "Email": "ann@example.com"}
 
 
 def test_csv_duplicate_and_blank_headers_get_distinct_names(write: Write) -> None:
     path = write("list.csv", "email,tag,tag,\na@example.com,x,y,z\n")
 
-    assert next(iter(read_list(path))).extra == {"tag": "x", "tag_2": "y", "column_4": "z"}
+    assert next(iter(read_list(path))).extra == {"email": "a@example.com", "tag": "x", "tag_2": "y", "column_4": "z"}
 
 
 def test_csv_rows_are_normalized_but_malformed_ones_still_yielded(write: Write) -> None:
@@ -134,10 +137,13 @@ def test_csv_skipped_rows_are_reported_with_line_numbers(write: Write) -> None:
     rows = list(reader)
 
     assert [r.row_number for r in rows] == [2, 6, 7]
-    assert reader.skipped == [SkippedRow(3, "no email"), SkippedRow(5, "row has 1 fields, the header 3: no email cell")]
+    assert reader.skipped == [
+        SkippedRow(3, "no email", {"name": "Nobody", "email": "", "city": "Rome"}),
+        SkippedRow(5, "row has 1 fields, the header 3: no email cell", {"name": "Short"}),
+    ]
     assert (reader.rows_read, reader.rows_yielded, reader.skipped_total) == (5, 3, 2)
-    assert rows[1].extra is None  # the short row has no other cell
-    assert rows[2].extra == {"city": "Oslo", "column_4": "extra"}
+    assert rows[1].extra == {"name": "Bob", "email": "b@example.com"}  # a short row keeps the cells it has
+    assert rows[2].extra == {"name": "Long", "email": "c@example.com", "city": "Oslo", "column_4": "extra"}
     assert reader.complete
 
 
@@ -145,8 +151,8 @@ def test_csv_multiline_quoted_cell_keeps_row_numbers_on_the_starting_line(write:
     path = write("list.csv", 'email,notes\na@example.com,"line one\nline two"\nb@example.com,x\n')
 
     assert [(r.row_number, r.extra) for r in read_list(path)] == [
-        (2, {"notes": "line one\nline two"}),
-        (4, {"notes": "x"}),
+        (2, {"email": "a@example.com", "notes": "line one\nline two"}),
+        (4, {"email": "b@example.com", "notes": "x"}),
     ]
 
 
@@ -185,9 +191,12 @@ def test_txt_ignores_blank_lines_and_comments(write: Write) -> None:
     assert reader.rows_read == 2
 
 
-def test_txt_rejects_column_option(write: Write) -> None:
-    with pytest.raises(InputError, match="--column applies to CSV and JSON"):
-        read_list(write("list.txt", "a@example.com\n"), column="email")
+def test_txt_takes_only_column_one(write: Write) -> None:
+    path = write("list.txt", "a@example.com\n")
+
+    assert emails(read_list(path, column="1")) == ["a@example.com"]
+    with pytest.raises(InputError, match="so --column can only be 1"):
+        read_list(path, column="2")
 
 
 def test_json_array_of_strings_and_objects(write: Write) -> None:
@@ -197,10 +206,13 @@ def test_json_array_of_strings_and_objects(write: Write) -> None:
     rows = list(reader)
 
     assert rows == [
-        EmailRow("a@example.com", None, 1, None),
-        EmailRow("b@example.com", "Bee", 2, {"age": "3", "tags": '["x"]', "n": ""}),
+        EmailRow("a@example.com", None, 1, {"email": "a@example.com"}),
+        EmailRow("b@example.com", "Bee", 2, data[1]),  # the object as given, values untouched
     ]
-    assert reader.skipped == [SkippedRow(3, "expected an address or an object, got int"), SkippedRow(4, "no email")]
+    assert reader.skipped == [
+        SkippedRow(3, "expected an address or an object, got int", {"email": 7}),
+        SkippedRow(4, "no email", {}),
+    ]
 
 
 def test_json_column_names_the_key(write: Write) -> None:
@@ -222,7 +234,7 @@ def test_json_lines(write: Write, name: str) -> None:
     reader = read_list(write(name, text))
 
     assert [(r.email, r.row_number) for r in reader] == [("a@example.com", 1), ("b@example.com", 3)]
-    assert reader.skipped == [SkippedRow(4, "no email")]
+    assert reader.skipped == [SkippedRow(4, "no email", {"name": "none"})]
 
 
 @pytest.mark.parametrize(
@@ -250,8 +262,8 @@ def test_format_from_option_and_unknown_extension(write: Write) -> None:
     assert emails(read_list(path, fmt="txt")) == ["a@example.com"]
     with pytest.raises(InputError, match="cannot tell the list format"):
         read_list(path)
-    with pytest.raises(InputError, match="unknown list format 'xlsx'"):
-        read_list(path, fmt="xlsx")
+    with pytest.raises(InputError, match="unknown list format 'xls'"):
+        read_list(path, fmt="xls")
 
 
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:

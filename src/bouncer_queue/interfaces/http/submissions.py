@@ -120,7 +120,8 @@ async def submit_upload(manager: QueueManager, form: FormData, sub: Submission) 
         raise InputError("the multipart body needs a `file` part holding the list")
     column = form.get("column")
     async with spooled(upload, manager.settings.api_max_upload_bytes) as path:
-        reader = read_list(path, column=column if isinstance(column, str) and column else None)
+        column_name = column if isinstance(column, str) and column else None
+        reader = read_list(path, column=column_name, keep_skipped=True)  # skipped rows come back in exports
         sub.source = (upload.filename or "upload")[:255]
         try:
             accepted = await submit(manager, off_the_loop(reader), sub)
