@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     batch_download_concurrency: int = Field(default=3, ge=1)
     batch_download_limit: int = Field(default=20, ge=0)
     cleanup_concurrency: int = Field(default=1, ge=1)
+    #: The queues a `workers` process serves, comma-separated; empty: all four (`workers --queues`).
+    worker_queues: str = ""
     #: The window of the per-queue worker limiters above, in ms (the seed: per minute).
     queue_limit_duration_ms: int = Field(default=60_000, ge=1)
     #: Rate-limited workers wake this often to look again (bullmq pitfall 2: default 5 s is too long).
@@ -151,6 +153,15 @@ class Settings(BaseSettings):
             raise ValueError("is empty or a placeholder from the example configuration")
         return value
 
+    @field_validator("worker_queues")
+    @classmethod
+    def _known_queues(cls, value: str) -> str:
+        known = ("email-verification", "batch-status-check", "batch-download", "cleanup-tasks")
+        unknown = [q.strip() for q in value.split(",") if q.strip() and q.strip() not in known]
+        if unknown:
+            raise ValueError(f"unknown queue {', '.join(unknown)}; the worker queues are {', '.join(known)}")
+        return value
+
     @model_validator(mode="after")
     def _absolute_state_dir(self) -> Settings:
         self.state_dir = self.state_dir.expanduser().resolve()
@@ -187,7 +198,11 @@ class Settings(BaseSettings):
         return [origin.strip() for origin in self.api_cors_origins.split(",") if origin.strip()]
 
     def queue_tuning(self) -> dict[str, QueueTuning]:
-        """Concurrency and limiter of each of the four queues, by queue name."""
+        """Concurrency and limiter of each queue this process serves (WORKER_QUEUES; all four by default)."""
+        served = {q.strip() for q in self.worker_queues.split(",") if q.strip()}
+        return {q: t for q, t in self._all_queue_tuning().items() if not served or q in served}
+
+    def _all_queue_tuning(self) -> dict[str, QueueTuning]:
         per_min = self.queue_limit_duration_ms
         return {
             "email-verification": QueueTuning(

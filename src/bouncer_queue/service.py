@@ -27,7 +27,8 @@ from bouncer_queue.errors import QueueBackendError
 from bouncer_queue.ops.health import HealthReport, HealthSnapshot, Thresholds, evaluate, log_alerts, process_rss_mb
 from bouncer_queue.ops.metrics import Metrics
 from bouncer_queue.ops.redact import Redactor
-from bouncer_queue.pipeline import deadletter, recover
+from bouncer_queue.pipeline import cancel, deadletter, recover
+from bouncer_queue.pipeline.cancel import CancelResult
 from bouncer_queue.pipeline.ingest import AddResult, EmailInput, Tracking, add_emails_to_queue
 from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, WORK_QUEUES, check_queue_name
 from bouncer_queue.storage.db import make_engine
@@ -151,6 +152,7 @@ class QueueManager:
         return await self.runtime.repo.list_requests(user_id=user_id, status=status, limit=limit, offset=offset)
 
     async def get_request(self, request_id: str) -> RequestRecord | None:
+        """The request's row, or None for an unknown id."""
         return await self.runtime.repo.get_request(request_id)
 
     async def request_status(self, request_id: str) -> RequestStatus | None:
@@ -166,6 +168,16 @@ class QueueManager:
 
     async def webhook_deliveries(self, request_id: str | None = None) -> list[WebhookDelivery]:
         return await self.runtime.repo.list_webhook_deliveries(request_id)
+
+    async def cancel_request(self, request_id: str) -> CancelResult:
+        """Cancel a request: batches not yet sent never are; batches at Bouncer are finished early, so Bouncer
+        refunds the addresses it had not verified. `found` is False for an unknown id. Safe to repeat."""
+        return await cancel.cancel_request(self.runtime.ctx, request_id)
+
+    async def live_worker_count(self) -> int | None:
+        """How many workers serve the queues now; None when it cannot be told. From the queues' worker
+        connections (bullmq's getWorkers) until workers publish a heartbeat, which can then answer here."""
+        return await self.runtime.admin.worker_count()
 
     async def request_progress(self, request_id: str) -> RequestProgress:
         return await self.runtime.repo.request_progress(request_id)
@@ -217,6 +229,11 @@ class QueueManager:
 
     async def clean_failed_jobs(self, queue: str, hours: float = 24) -> int:
         return await self.runtime.admin.clean_failed(check_queue_name(queue), hours)
+
+    async def purge_queue(self, queue: str) -> int:
+        """Remove every job of `queue` that is not running; the ledger is untouched, so the unfinished batches
+        of requests not cancelled are offered again by the next reconcile."""
+        return await self.runtime.admin.purge(check_queue_name(queue))
 
     # Dead letters
 

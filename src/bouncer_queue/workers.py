@@ -70,6 +70,8 @@ async def run_workers(manager: QueueManager, stop: asyncio.Event) -> None:
     """Run every worker until `stop` is set, then close them within the grace period."""
     settings = manager.settings
     await reconcile(manager)
+    if stop.is_set():
+        return  # stopped while starting (verify's list failed to read): build no worker, leave nothing to close
     pool = build_pool(manager)
     async with serving_metrics(manager), reconciling(manager), sending_webhooks(manager):
         await pool.start()

@@ -203,11 +203,20 @@ def cli_env(values: Mapping[str, object]) -> dict[str, str]:
 
 def run_cli(args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float = 120) -> str:
     """Run one `bouncer-queue` command to completion; its stdout, after asserting it exited 0."""
+    return run_cli_output(args, env, cwd, timeout).stdout
+
+
+def run_cli_output(
+    args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float = 120, *, exit_code: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """Run one `bouncer-queue` command to completion, asserting its exit code; its stdout and stderr."""
     done = subprocess.run(
         [str(CLI), *args], env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
-    assert done.returncode == 0, f"bouncer-queue {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
-    return done.stdout
+    assert done.returncode == exit_code, (
+        f"bouncer-queue {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
+    )
+    return done
 
 
 class WorkerProcess:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from pipeline_support import cli_env, run_cli
+from pipeline_support import cli_env, run_cli_output
 
 
 def test_verify_runs_the_whole_job_and_writes_the_results_beside_the_input(
@@ -26,15 +26,17 @@ def test_verify_runs_the_whole_job_and_writes_the_results_beside_the_input(
             "BATCH_SIZE": 25,
         }
     )
-    out = run_cli(["verify", str(listing)], env, tmp_path)
+    done = run_cli_output(["verify", str(listing)], env, tmp_path)
 
-    assert "local Bouncer simulator" in out
-    assert "results by status" in out
+    assert "local Bouncer simulator" in done.stderr
+    assert "results by status" in done.stdout
+    assert "1 row skipped (no address): row 43" in done.stderr
     result_file = tmp_path / "leads.verified.csv"
     with result_file.open(encoding="utf-8", newline="") as handle:
         exported = list(csv.DictReader(handle))
-    assert len(exported) == 41  # every address; the row without one was skipped and reported
-    assert {r["state"] for r in exported} == {"completed"}
-    assert all(r["status"] in {"deliverable", "risky", "undeliverable", "unknown"} for r in exported)
+    assert len(exported) == 42  # every row; the one without an address comes back skipped, with its reason
+    assert (exported[-1]["name"], exported[-1]["status"], exported[-1]["reason"]) == ("No Email", "skipped", "no email")
+    assert {r["state"] for r in exported[:-1]} == {"completed"}
+    assert all(r["status"] in {"deliverable", "risky", "undeliverable", "unknown"} for r in exported[:-1])
     sandbox = next(r for r in exported if r["email"] == "deliverable@sandbox.usebouncer.com")
     assert (sandbox["status"], sandbox["company"]) == ("deliverable", "Bouncer")

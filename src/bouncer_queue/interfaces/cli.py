@@ -10,19 +10,37 @@ from typing import Annotated
 
 import typer
 
+from bouncer_queue import __version__
 from bouncer_queue.interfaces import cli_jobs, cli_ops, cli_serve
 from bouncer_queue.interfaces.common import STATE
 from bouncer_queue.simulator.config import SimulatorConfig
 
-app = typer.Typer(no_args_is_help=True, help="Verify email lists through the Bouncer API.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Verify email lists through the Bouncer API.",
+    # Plain help: the rich layout truncates long environment variable names in its narrow help column.
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
 
 _SIM = "BOUNCER_SIMULATOR_"
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bouncer-queue {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Log at DEBUG level (also: DEBUG=bull*).")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Log at DEBUG level and show tracebacks (also: DEBUG=bull*).")
+    ] = False,
     json_logs: Annotated[bool | None, typer.Option("--json-logs/--text-logs", help="Log format.")] = None,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
 ) -> None:
     """Verify email lists through the Bouncer API."""
     STATE.debug = debug
@@ -32,6 +50,7 @@ def _root(
 app.command()(cli_jobs.verify)
 app.command()(cli_jobs.submit)
 app.command()(cli_jobs.results)
+app.command()(cli_jobs.cancel)
 app.command()(cli_jobs.workers)
 app.command()(cli_ops.stats)
 app.command()(cli_ops.health)
@@ -39,6 +58,7 @@ app.command()(cli_ops.pause)
 app.command()(cli_ops.resume)
 app.command("retry-failed")(cli_ops.retry_failed)
 app.command("clean-failed")(cli_ops.clean_failed)
+app.command()(cli_ops.purge)
 app.command()(cli_ops.recover)
 app.add_typer(cli_ops.dlq_app, name="dlq")
 app.add_typer(cli_ops.db_app, name="db")

@@ -1,4 +1,4 @@
-"""The operations commands: stats, health, pause/resume/retry-failed/clean-failed, dead letters, db, recover."""
+"""The operations commands: stats, health, pause/resume/retry-failed/clean-failed/purge, dead letters, db, recover."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from bouncer_queue.interfaces.common import console, load_settings, run, setup_logging
+from bouncer_queue.interfaces.common import console, err_console, load_settings, run, setup_logging
 from bouncer_queue.queueing.names import ALL_QUEUES, check_queue_name
 from bouncer_queue.service import QueueManager, check_health
 
@@ -19,8 +19,8 @@ T = TypeVar("T")
 
 STATES = ("waiting", "active", "completed", "failed", "delayed", "paused")
 
-dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: jobs given up on.")
-db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.")
+dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: jobs given up on.", rich_markup_mode=None)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.", rich_markup_mode=None)
 
 
 def with_manager(call: Callable[[QueueManager], Awaitable[T]], *, interrupt_ends: bool = False) -> T:
@@ -151,12 +151,27 @@ def retry_failed(queue: Annotated[str, typer.Argument(help="Queue name.")]) -> N
 
 def clean_failed(
     queue: Annotated[str, typer.Argument(help="Queue name.")],
-    hours: Annotated[float, typer.Option(help="Remove failed jobs older than this.", min=0)] = 24,
+    hours: Annotated[float, typer.Option(help="Remove failed jobs older than this.", min=0, max=876_000)] = 24,
 ) -> None:
     """Remove a queue's failed jobs older than --hours."""
     name = _queue(queue)
     count = with_manager(lambda m: m.clean_failed_jobs(name, hours))
     console.print(f"{count} failed jobs of {name} removed")
+
+
+def purge(
+    queue: Annotated[str, typer.Argument(help="Queue name.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove every job of a queue that is not running (waiting, delayed, completed, failed).
+
+    The ledger is untouched: workers offer unfinished batches again; `cancel REQUEST_ID` stops a request."""
+    name = _queue(queue)
+    if not yes and not typer.confirm(f"Remove every job of {name} that is not running?", err=True):
+        err_console.print("nothing removed")
+        raise typer.Exit(1)
+    count = with_manager(lambda m: m.purge_queue(name))
+    console.print(f"{count} jobs of {name} removed")
 
 
 @dlq_app.command("list")

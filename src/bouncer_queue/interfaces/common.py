@@ -1,5 +1,5 @@
 """What every CLI command shares: building Settings, logging, running a coroutine, and turning errors into
-clear messages with exit code 1 (never a traceback with a secret in it)."""
+clear messages with exit code 1 (never a traceback with a secret in it, unless `--debug` asks for tracebacks)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -19,7 +20,7 @@ from bouncer_queue.ops.redact import Redactor
 T = TypeVar("T")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay one line each, whatever the width
 
 
 class CliState:
@@ -52,7 +53,7 @@ def setup_logging(settings: Settings, *, quiet: bool = False) -> Redactor:
 
 
 def run(settings: Settings, make: Callable[[], Awaitable[T]], *, interrupt_ends: bool = False) -> T:
-    """Run a coroutine; a VerifierError becomes a one-line message and exit code 1.
+    """Run a coroutine; an error becomes a one-line message and exit code 1 (`--debug`: the traceback).
 
     Ctrl+C exits 130 with a note that queued work is kept, unless `interrupt_ends`: then Ctrl+C is the normal
     way to end the command (a `--watch`) and exits 0 quietly.
@@ -60,7 +61,11 @@ def run(settings: Settings, make: Callable[[], Awaitable[T]], *, interrupt_ends:
     redactor = Redactor(settings.secrets())
     try:
         return asyncio.run(_call(make))
+    except click.exceptions.ClickException:
+        raise  # a usage error found late: click prints it and exits 2
     except VerifierError as exc:
+        if STATE.debug:
+            raise
         err_console.print(f"[red]error:[/red] {redactor.redact(str(exc))}", highlight=False)
         raise typer.Exit(1) from None
     except (KeyboardInterrupt, Interrupted):
@@ -68,6 +73,13 @@ def run(settings: Settings, make: Callable[[], Awaitable[T]], *, interrupt_ends:
             raise typer.Exit(0) from None
         err_console.print("[yellow]interrupted; work in progress stays queued and resumes with the workers[/yellow]")
         raise typer.Exit(130) from None
+    except Exception as exc:
+        if STATE.debug:
+            raise
+        # Not one of ours, so not expected: one line (secrets masked) and the way to the whole story.
+        message = redactor.redact(f"{type(exc).__name__}: {exc}")
+        err_console.print(f"[red]error:[/red] {message} (run with --debug for the traceback)", highlight=False)
+        raise typer.Exit(1) from None
 
 
 async def _call(make: Callable[[], Awaitable[T]]) -> T:

@@ -15,25 +15,38 @@ import contextlib
 import hashlib
 import json
 import logging
+import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from pydantic import SecretStr
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bouncer_queue.config import Settings
 from bouncer_queue.domain import Priority, RequestState
-from bouncer_queue.errors import ConfigError, DatabaseUnavailable, Interrupted, QueueBackendError
-from bouncer_queue.lists import default_output_path, read_list, write_export
+from bouncer_queue.errors import ConfigError, DatabaseUnavailable, InputError, Interrupted, QueueBackendError
+from bouncer_queue.files import open_private
+from bouncer_queue.interfaces.common import err_console
+from bouncer_queue.interfaces.progress import UPDATE_EVERY_ROWS, counter_bar, counting, ratio_bar
+from bouncer_queue.lists import (
+    ExportFormat,
+    ListReader,
+    default_output_path,
+    export_format_for,
+    read_list,
+    write_export,
+    write_xlsx,
+)
 from bouncer_queue.ops.keys import ApiKeySource
 from bouncer_queue.pipeline.ingest import AddResult
 from bouncer_queue.queueing.signals import on_reload, on_stop
 from bouncer_queue.service import QueueManager
-from bouncer_queue.storage.records import RequestProgress
+from bouncer_queue.storage.records import ExportRow, RequestProgress
 from bouncer_queue.workers import run_workers
 
 log = logging.getLogger(__name__)
@@ -44,7 +57,7 @@ SIMULATOR_POLL_SECONDS = 1.0
 
 @dataclass
 class SubmitOptions:
-    """What `submit` and `verify` take besides the file."""
+    """What `submit` and `verify` take besides the file: who and how urgently, and how to read the list."""
 
     user_id: str = "cli"
     request_id: str | None = None
@@ -53,99 +66,154 @@ class SubmitOptions:
     column: str | None = None
     max_rows: int | None = None
     encoding: str | None = None
+    header: bool = True
+    sheet: str | None = None
+    input_format: str | None = None
     #: verify only: make a new request even when this list was submitted before.
     new: bool = False
 
     def fingerprint(self, path: Path) -> str:
-        """sha256 of the file's bytes, of the options that decide which rows are read (column, encoding, row
-        limit) and of the user: the same list read the same way for the same user gets the same fingerprint."""
+        """sha256 of the file's bytes, of the options that decide which rows are read (column, header, sheet,
+        format, encoding, row limit) and of the user: the same list read the same way for the same user gets the
+        same fingerprint."""
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             while block := handle.read(1 << 20):
                 digest.update(block)
         shaping = {"column": self.column, "encoding": self.encoding, "max_rows": self.max_rows, "user": self.user_id}
+        if not self.header or self.sheet is not None or self.input_format is not None:
+            # Only when used, so the fingerprints of lists stored before these options existed stay the same.
+            shaping |= {"header": self.header, "sheet": self.sheet, "input_format": self.input_format}
         digest.update(json.dumps(shaping, sort_keys=True).encode())
         return digest.hexdigest()
 
 
 @dataclass
 class Submitted:
-    """A submitted list: the request, and what the reader skipped."""
+    """A submitted list: the request, and the rows without an address (stored as `skipped`)."""
 
     result: AddResult
     skipped: int
-    skipped_examples: list[str] = field(default_factory=list)
+    skipped_summary: str = ""
+
+
+def open_list(path: Path, options: SubmitOptions) -> ListReader:
+    """The list's reader; rows without an address are kept (as skipped rows) so the export gives them back."""
+    return read_list(
+        path,
+        column=options.column,
+        fmt=options.input_format,
+        max_rows=options.max_rows,
+        encoding=options.encoding,
+        header=options.header,
+        sheet=options.sheet,
+        keep_skipped=True,
+    )
 
 
 async def submit_file(
     manager: QueueManager, path: Path, options: SubmitOptions, fingerprint: str | None = None
 ) -> Submitted:
-    """Read a list file as a stream and add it to the queues."""
-    reader = read_list(path, column=options.column, max_rows=options.max_rows, encoding=options.encoding)
-    result = await manager.add_emails_to_queue(
-        reader,
-        options.user_id,
-        options.request_id,
-        priority=options.priority,
-        delay=options.delay_ms,
-        fingerprint=fingerprint,
-        source=path.name,
-    )
-    examples = [f"row {s.row_number}: {s.reason}" for s in reader.skipped[:5]]
-    return Submitted(result, reader.skipped_total, examples)
+    """Read a list file as a stream and add it to the queues, with a count on stderr while it is stored."""
+    reader = open_list(path, options)
+    with counter_bar(err_console, "storing the list") as bar:
+        result = await manager.add_emails_to_queue(
+            counting(reader, bar),
+            options.user_id,
+            options.request_id,
+            priority=options.priority,
+            delay=options.delay_ms,
+            fingerprint=fingerprint,
+            source=path.name,
+        )
+    return Submitted(result, reader.skipped_total, reader.skipped_summary)
+
+
+#: How often `submit --wait` looks for live workers while nothing moves.
+WORKERS_CHECK_SECONDS = 5.0
+NO_WORKERS = (
+    "[yellow]no workers are running: the request waits in the queue until `bouncer-queue workers` is started[/yellow]"
+)
 
 
 async def wait_for_request(
-    manager: QueueManager, request_id: str, console: Console, *, interval: float = 0.5
+    manager: QueueManager, request_id: str, *, interval: float = 0.5, check_workers: bool = False
 ) -> RequestProgress:
-    """Show a progress bar until every address of the request has an outcome; wait out a database outage."""
-    progress_bar = Progress(
-        TextColumn("[bold]verifying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-    with progress_bar:
-        task = progress_bar.add_task("verify", total=None, detail="")
+    """Show a progress bar (stderr) until every address of the request has an outcome; wait out a database
+    outage. With `check_workers`, say so once when no worker is alive (nothing would ever move)."""
+    checked_at = -WORKERS_CHECK_SECONDS
+    warned = False
+    with ratio_bar(err_console, "verifying") as bar:
+        task = bar.add_task("verify", total=None, detail="")
         while True:
             try:
                 progress = await manager.request_progress(request_id)
             except DatabaseUnavailable:  # a pause, as for the workers: wait for the database to answer again
-                progress_bar.update(task, detail="waiting for the database")
+                bar.update(task, detail="waiting for the database")
                 await asyncio.sleep(interval)
                 continue
-            done = sum(progress.emails_by_state.get(s, 0) for s in ("completed", "failed", "dead"))
             batches = ", ".join(f"{n} {s}" for s, n in sorted(progress.batches_by_state.items()))
-            progress_bar.update(task, total=progress.emails_total, completed=done, detail=f"batches: {batches}")
+            bar.update(task, total=progress.emails_total, completed=progress.finished, detail=f"batches: {batches}")
             if progress.done:
                 return progress
+            now = time.monotonic()
+            if check_workers and not warned and now - checked_at >= WORKERS_CHECK_SECONDS:
+                checked_at = now
+                if await manager.live_worker_count() == 0:
+                    err_console.print(NO_WORKERS)
+                    warned = True
             await asyncio.sleep(interval)
 
 
-async def export_results(
-    manager: QueueManager, request_id: str, out_path: Path | None, fmt: str, statuses: set[str] | None
-) -> tuple[int, Counter[str]]:
-    """Write a request's rows joined with their results; returns the row count and counts by status."""
-    counts: Counter[str] = Counter()
+def check_output(path: Path, force: bool) -> None:
+    """Refuse to replace an existing file unless `force`: results are worth more than a typo in a name."""
+    if path.exists() and not force:
+        raise InputError(f"{path} already exists; pass --force to replace it, or --output to write elsewhere")
+    if path.exists() and path.is_dir():
+        raise InputError(f"{path} is a directory; give --output a file name")
 
-    async def counted() -> AsyncIterator[object]:
+
+async def export_results(
+    manager: QueueManager,
+    request_id: str,
+    out_path: Path | None,
+    fmt: ExportFormat,
+    statuses: set[str] | None,
+    *,
+    force: bool = False,
+) -> tuple[int, Counter[str]]:
+    """Write a request's rows joined with their results (stdout when `out_path` is None); returns the row count
+    and counts by status. The file is written beside its target and renamed, so it appears whole or not at all,
+    readable by its owner only (0600, unless the umask is stricter)."""
+    counts: Counter[str] = Counter()
+    bar = counter_bar(err_console, "exporting")
+    task = bar.add_task("export", total=None)
+
+    async def counted() -> AsyncIterator[ExportRow]:
         async for row in manager.export(request_id, statuses):
             counts[row.status or row.state] += 1
+            if sum(counts.values()) % UPDATE_EVERY_ROWS == 0:
+                bar.update(task, completed=sum(counts.values()))
             yield row
 
-    if out_path is None:
-        import sys
-
-        written = await write_export(counted(), sys.stdout, fmt)  # type: ignore[arg-type]
-        return written, counts
-    tmp = out_path.with_name(out_path.name + ".part")
-    with tmp.open("w", encoding="utf-8", newline="") as handle:
-        written = await write_export(counted(), handle, fmt)  # type: ignore[arg-type]
-    tmp.replace(out_path)  # nothing half-written: the file appears whole or not at all
+    with bar:
+        if out_path is None:
+            written = await _write(counted(), sys.stdout, None, fmt)
+            return written, counts
+        check_output(out_path, force)
+        tmp = out_path.with_name(out_path.name + ".part")
+        with open_private(tmp, binary=fmt == "xlsx") as handle:
+            written = await _write(counted(), handle, tmp, fmt)
+        tmp.replace(out_path)
     return written, counts
+
+
+async def _write(rows: AsyncIterator[ExportRow], handle: TextIO, path: Path | None, fmt: ExportFormat) -> int:
+    if fmt == "xlsx":
+        if path is None:
+            raise InputError("an .xlsx workbook cannot be written to standard output; pass --output FILE.xlsx")
+        return await write_xlsx(rows, path)
+    return await write_export(rows, handle, fmt)
 
 
 @dataclass
@@ -202,10 +270,10 @@ def simulator_if_no_key(settings: Settings, console: Console) -> Iterator[Settin
         )
 
 
-async def _until_done(manager: QueueManager, request_id: str, console: Console, workers: BackgroundWorkers) -> None:
+async def _until_done(manager: QueueManager, request_id: str, workers: BackgroundWorkers) -> None:
     """Wait for the request; a signal ends the wait (Interrupted), and so does a failure of the workers
     (its error is raised), or Bouncer refusing the key (ConfigError), so verify never waits on nothing."""
-    waiter = asyncio.create_task(wait_for_request(manager, request_id, console))
+    waiter = asyncio.create_task(wait_for_request(manager, request_id))
     stopper = asyncio.create_task(workers.stop.wait())
     refused = asyncio.create_task(_until_key_refused(manager))
     done, _ = await asyncio.wait({waiter, stopper, refused, workers.task}, return_when=asyncio.FIRST_COMPLETED)
@@ -235,8 +303,9 @@ async def _until_key_refused(manager: QueueManager, interval: float = 0.5) -> st
 
 async def _resume_or_submit(
     manager: QueueManager, path: Path, options: SubmitOptions, console: Console
-) -> tuple[str, int, int]:
-    """The request of an earlier run of this list (unless `options.new`), or a new one: (id, rows, skipped)."""
+) -> tuple[str, int, int, str]:
+    """The request of an earlier run of this list (unless `options.new`), or a new one: (id, rows, skipped,
+    the skipped rows for people)."""
     fingerprint = options.fingerprint(path)
     earlier = None if options.new else await manager.find_request(fingerprint)
     if earlier is not None and earlier.status != RequestState.CANCELLED:
@@ -247,14 +316,14 @@ async def _resume_or_submit(
             "use --new to verify it again",
             highlight=False,
         )
-        return earlier.request_id, earlier.total_emails, 0
+        return earlier.request_id, earlier.total_emails, 0, ""
     submitted = await submit_file(manager, path, options, fingerprint)
     result = submitted.result
     console.print(
         f"request [bold]{result.request_id}[/bold]: {result.total_emails} addresses in "
         f"{result.batch_count} batches ({submitted.skipped} rows skipped)"
     )
-    return result.request_id, result.total_emails, submitted.skipped
+    return result.request_id, result.total_emails, submitted.skipped, submitted.skipped_summary
 
 
 @dataclass
@@ -266,6 +335,20 @@ class VerifyOutcome:
     skipped: int
     output: Path
     by_status: Counter[str]
+    skipped_summary: str = ""
+
+
+@dataclass
+class OutputOptions:
+    """Where and how `verify` writes its results: beside the input in the input's format unless told."""
+
+    path: Path | None = None
+    fmt: ExportFormat | None = None
+    force: bool = False
+
+    def resolve(self, source: Path) -> tuple[Path, ExportFormat]:
+        fmt = self.fmt or (export_format_for(self.path) if self.path is not None else export_format_for(source))
+        return self.path or default_output_path(source, fmt), fmt
 
 
 async def verify_file(
@@ -273,16 +356,19 @@ async def verify_file(
     path: Path,
     options: SubmitOptions,
     console: Console,
-    output: Path | None = None,
+    output: OutputOptions | None = None,
     keys: ApiKeySource | None = None,
 ) -> VerifyOutcome:
     """The main job: workers in-process, submit, wait with a progress bar, export beside the input."""
-    out_path = output or default_output_path(path, "csv")
+    out_path, fmt = (output or OutputOptions()).resolve(path)
+    force = output is not None and output.force
+    check_output(out_path, force)  # before any credit is spent, not after
+    open_list(path, options)  # the checks that need no reading (format, encoding, options), before starting
     # verify is the one-command job: it brings any database it is pointed at to the current schema itself.
     manager = QueueManager(settings, api_key=keys, auto_migrate=True)
     async with manager, running_workers(manager) as workers:
         with on_stop(workers.stop.set):
-            request_id, total, skipped = await _resume_or_submit(manager, path, options, console)
-            await _until_done(manager, request_id, console, workers)
-        _, counts = await export_results(manager, request_id, out_path, "csv", None)
-    return VerifyOutcome(request_id, total, skipped, out_path, counts)
+            request_id, total, skipped, summary = await _resume_or_submit(manager, path, options, console)
+            await _until_done(manager, request_id, workers)
+        _, counts = await export_results(manager, request_id, out_path, fmt, None, force=force)
+    return VerifyOutcome(request_id, total, skipped, out_path, counts, summary)

@@ -1,8 +1,8 @@
 """Stage 2, submit: the create-batch job sends one pending batch to Bouncer.
 
-Order of checks, cheapest and least wasteful first: the batch's state in the ledger, the credits gate, a free
-batch slot (MAX_CONCURRENT_BATCHES), the addresses, a shared rate-limit token, then the atomic slot claim and
-the paid call.
+Order of checks, cheapest and least wasteful first: the batch's state in the ledger, its request not cancelled
+(pipeline/cancel.py), the credits gate, a free batch slot (MAX_CONCURRENT_BATCHES), the addresses, a shared
+rate-limit token, then the atomic slot claim and the paid call.
 
 Never paying twice: the batch is marked `submitting` before the call. If the call fails in a way that proves
 Bouncer never saw it (connection refused, an error status), the mark is undone and the job may retry. If
@@ -13,13 +13,16 @@ operator can tell whether to submit again (`bouncer-queue dlq replay ID`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from bouncer_queue.bouncer import (
     AuthError,
     BouncerAPIError,
+    BouncerError,
     BouncerUnavailable,
     Forbidden,
     InsufficientCredits,
@@ -27,6 +30,7 @@ from bouncer_queue.bouncer import (
 )
 from bouncer_queue.domain import BatchState
 from bouncer_queue.pipeline import jobs
+from bouncer_queue.pipeline.cancel import finish_at_bouncer, request_cancelled
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
 from bouncer_queue.storage.records import BatchEmail, BatchRecord
@@ -69,6 +73,10 @@ async def create_batch(ctx: StageContext, data: Mapping[str, Any]) -> None:
             "dead letter to submit it again.",
         )
     if batch.status != BatchState.PENDING:
+        return
+    if await request_cancelled(ctx, batch.request_id):
+        # Cancelled after this job was queued (or a dead letter of it replayed): never send it.
+        await ctx.repo.cancel_unsent_batches(batch.request_id)
         return
     emails = await _take_turn(ctx, batch)
     await _submit(ctx, batch, emails)
@@ -148,6 +156,11 @@ async def _submit(ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail
         "batch submitted to Bouncer",
         extra=event("batch_submitted", batch, bouncer_batch_id=info.batch_id, quantity=len(emails)),
     )
+    if await request_cancelled(ctx, batch.request_id):
+        # The request was cancelled while this create call was under way: stop the batch at once.
+        submitted = replace(batch, bouncer_batch_id=info.batch_id)
+        with contextlib.suppress(BouncerError):  # best effort: the batch still completes and is stored
+            await finish_at_bouncer(ctx, submitted)
     await ctx.enqueuer.enqueue(
         jobs.check_status(batch.id, batch.request_id, batch.priority, ctx.policy.poll_interval_ms, batch.retries)
     )

@@ -1,4 +1,5 @@
-"""QueueAdmin: the operator's view of the queues (counts, pause/resume, retry/clean failed) and the job schedulers.
+"""QueueAdmin: the operator's view of the queues (counts, pause/resume, retry/clean failed, purge, live workers)
+and the job schedulers.
 
 What the seed's queue manager offered (getQueueStats, pauseQueue, retryFailedJobs, cleanFailedJobs), on bullmq's
 Queue API, with plain snake_case results. bullmq keeps prioritized jobs out of "waiting"; here "waiting" counts
@@ -75,6 +76,27 @@ class QueueAdmin:
         grace_ms = max(0, int(hours * 3_600_000))
         removed = await self._queue(queue).clean(grace_ms, 0, "failed")  # limit 0: no limit
         return len(removed or [])
+
+    async def purge(self, queue: str) -> int:
+        """Remove every job of `queue` that is not running (waiting, delayed, completed, failed); return how many.
+        Running jobs finish; the queue's job schedulers stay."""
+        bull_queue = self._queue(queue)
+        states = ("wait", "prioritized", "delayed", "paused")
+        waiting = sum(int(n) for n in (await bull_queue.getJobCounts(*states)).values())
+        await bull_queue.drain(True)  # True: the delayed jobs too
+        removed = [len(await bull_queue.clean(0, 0, state) or []) for state in ("completed", "failed")]
+        return waiting + sum(removed)
+
+    async def worker_count(self) -> int | None:
+        """Worker connections serving the work queues (bullmq's getWorkers, from CLIENT LIST); None when the
+        Redis server does not offer CLIENT LIST, so nothing can be told."""
+        total = 0
+        for queue in WORK_QUEUES:
+            workers = await self._queue(queue).get_workers()
+            if any(w.get("name") == "CLIENT LIST not supported" for w in workers):
+                return None
+            total += len(workers)
+        return total
 
     async def oldest_waiting_age_seconds(self) -> float | None:
         """How long the oldest job ready to run on a work queue has waited; None when none waits."""

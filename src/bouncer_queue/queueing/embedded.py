@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from bouncer_queue.errors import QueueBackendError
-from bouncer_queue.files import private_dir, restrict_child_umask
+from bouncer_queue.files import private_dir, private_file, restrict_child_umask
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class EmbeddedValkey:
             "save 3600 1 300 100 60 10000",
             "maxmemory-policy noeviction",  # bullmq loses jobs under any other policy
         ]
-        config = self.data_dir / "valkey.conf"
+        config = private_file(self.data_dir / "valkey.conf")
         config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return config
 

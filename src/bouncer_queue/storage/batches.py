@@ -117,15 +117,32 @@ class BatchQueries(Queries):
             if (await conn.execute(query)).rowcount:
                 await _set_email_states(conn, batch_id, EmailState.BATCHED)
 
+    @translated("cancel a request's unsent batches")
+    async def cancel_unsent_batches(self, request_id: str) -> int:
+        unsent = [BatchState.PENDING.value, BatchState.FAILED.value]
+        mine = (BatchModel.request_id == request_id) & BatchModel.status.in_(unsent)
+        async with self._db.write() as conn:
+            ids = list((await conn.execute(select(BatchModel.id).where(mine))).scalars())
+            if not ids:
+                return 0
+            now = utcnow()
+            batches = update(BatchModel).where(BatchModel.id.in_(ids), BatchModel.status.in_(unsent))
+            await conn.execute(batches.values(status=BatchState.CANCELLED.value, updated_at=now))
+            emails = update(QueueModel).where(QueueModel.batch_id.in_(ids))
+            await conn.execute(emails.values(status=EmailState.CANCELLED.value, updated_at=now))
+        return len(ids)
+
     @translated("count batches in flight")
     async def in_flight_count(self) -> int:
         async with self._db.read() as conn:
             return await in_flight(conn)
 
     @translated("list batches")
-    async def batches_in_states(self, states: Iterable[BatchState]) -> list[BatchRecord]:
+    async def batches_in_states(self, states: Iterable[BatchState], request_id: str | None = None) -> list[BatchRecord]:
         wanted = [BatchState(s).value for s in states]
         query = select(BatchModel.__table__).where(BatchModel.status.in_(wanted)).order_by(BatchModel.id)
+        if request_id is not None:
+            query = query.where(BatchModel.request_id == request_id)
         async with self._db.read() as conn:
             return [_batch_record(row) for row in (await conn.execute(query)).all()]
 

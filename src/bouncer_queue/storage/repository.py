@@ -175,9 +175,14 @@ class Repository:
         """How many batches hold a MAX_CONCURRENT_BATCHES slot."""
         return await self._batches.in_flight_count()
 
-    async def batches_in_states(self, states: Iterable[BatchState]) -> list[BatchRecord]:
-        """Every batch in one of `states`, oldest first."""
-        return await self._batches.batches_in_states(states)
+    async def batches_in_states(self, states: Iterable[BatchState], request_id: str | None = None) -> list[BatchRecord]:
+        """Batches in any of `states` (of one request when `request_id` is given), oldest first."""
+        return await self._batches.batches_in_states(states, request_id)
+
+    async def cancel_unsent_batches(self, request_id: str) -> int:
+        """The request's batches not at Bouncer (pending, or failed awaiting a retry) become `cancelled`, their
+        emails too, so they are never sent; returns how many. In one transaction; safe to repeat."""
+        return await self._batches.cancel_unsent_batches(request_id)
 
     async def oldest_pending_batch_created_at(self) -> datetime | None:
         """When the longest-waiting pending batch was created, or None when none waits."""

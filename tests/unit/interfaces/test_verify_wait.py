@@ -4,10 +4,8 @@ Bouncer refuses the API key."""
 from __future__ import annotations
 
 import asyncio
-import io
 
 import pytest
-from rich.console import Console
 
 from bouncer_queue.errors import ConfigError, DatabaseUnavailable, Interrupted, QueueBackendError
 from bouncer_queue.interfaces.runner import BackgroundWorkers, _until_done
@@ -44,20 +42,20 @@ def workers(body: object) -> BackgroundWorkers:
 
 async def test_it_returns_when_the_request_is_done() -> None:
     running = workers(idle())
-    await asyncio.wait_for(_until_done(Manager(True), "r", Console(file=io.StringIO()), running), 5)  # type: ignore[arg-type]
+    await asyncio.wait_for(_until_done(Manager(True), "r", running), 5)  # type: ignore[arg-type]
     running.task.cancel()
 
 
 async def test_a_failure_of_the_workers_ends_the_wait_with_their_error() -> None:
     with pytest.raises(QueueBackendError, match="stopped unexpectedly"):
-        await asyncio.wait_for(_until_done(Manager(False), "r", Console(file=io.StringIO()), workers(broken())), 5)  # type: ignore[arg-type]
+        await asyncio.wait_for(_until_done(Manager(False), "r", workers(broken())), 5)  # type: ignore[arg-type]
 
 
 async def test_a_signal_ends_the_wait_as_an_interrupt() -> None:
     running = workers(idle())
     running.stop.set()
     with pytest.raises(Interrupted):
-        await asyncio.wait_for(_until_done(Manager(False), "r", Console(file=io.StringIO()), running), 5)  # type: ignore[arg-type]
+        await asyncio.wait_for(_until_done(Manager(False), "r", running), 5)  # type: ignore[arg-type]
     running.task.cancel()
 
 
@@ -65,7 +63,7 @@ async def test_a_refused_key_ends_the_wait_with_a_clear_error() -> None:
     running = workers(idle())
     manager = Manager(False, refused="401 user not found")
     with pytest.raises(ConfigError, match=r"refused the API key \(401 user not found\).*resumes request r"):
-        await asyncio.wait_for(_until_done(manager, "r", Console(file=io.StringIO()), running), 5)  # type: ignore[arg-type]
+        await asyncio.wait_for(_until_done(manager, "r", running), 5)  # type: ignore[arg-type]
     running.task.cancel()
 
 
