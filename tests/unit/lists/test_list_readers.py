@@ -335,3 +335,58 @@ def test_minified_json_array_is_streamed(tmp_path: Path) -> None:
 
     assert count == 100_000  # one line far longer than any CSV/TXT line limit
     assert peak < size / 4, f"peak {peak} bytes for a {size}-byte file"
+
+
+@pytest.mark.parametrize(("name", "delimiter"), [("list.csv", ","), ("list.tsv", "\t")])
+def test_headerless_list_finds_the_address_column_by_content(write: Write, name: str, delimiter: str) -> None:
+    path = write(name, f"Ann{delimiter}ann@example.com{delimiter}Paris\nBob{delimiter}bob@example.org{delimiter}\n")
+    reader = read_list(path, header=False)
+
+    rows = list(reader)
+
+    assert [(r.email, r.row_number) for r in rows] == [("ann@example.com", 1), ("bob@example.org", 2)]
+    assert rows[0].extra == {"column_1": "Ann", "column_2": "ann@example.com", "column_3": "Paris"}
+    assert reader.email_column == "column_2"
+
+
+@pytest.mark.parametrize("column", ["1", "column_1"])
+def test_headerless_list_with_column_by_number_or_name(write: Write, column: str) -> None:
+    path = write("list.tsv", "first@example.com\tsecond@example.com\n")
+
+    assert emails(read_list(path, header=False, column=column)) == ["first@example.com"]
+
+
+def test_header_that_looks_like_data_points_to_no_header(write: Write) -> None:
+    path = write("list.csv", "Ann,ann@example.com\nBob,bob@example.com\n")
+
+    with pytest.raises(InputError, match="looks like data, not a header; pass --no-header"):
+        list(read_list(path))
+
+
+def test_column_zero_says_columns_count_from_one(write: Write) -> None:
+    path = write("list.csv", "name,email\nAnn,a@example.com\n")
+
+    with pytest.raises(InputError, match="a number from 1 to 2"):
+        list(read_list(path, column="0"))
+
+
+def test_kept_skipped_rows_come_in_input_order(write: Write) -> None:
+    path = write("list.csv", "email,city\na@example.com,Paris\n,Rome\nb@example.com,Oslo\n")
+
+    rows = list(read_list(path, keep_skipped=True))
+
+    assert [(r.email, r.skipped, r.extra) for r in rows] == [
+        ("a@example.com", None, {"email": "a@example.com", "city": "Paris"}),
+        ("", "no email", {"email": "", "city": "Rome"}),
+        ("b@example.com", None, {"email": "b@example.com", "city": "Oslo"}),
+    ]
+
+
+def test_skipped_summary_lists_the_first_twenty_rows_and_counts_the_rest(write: Write) -> None:
+    path = write("list.csv", "email,n\n" + "".join(f",{i}\n" for i in range(25)))
+    reader = read_list(path)
+    list(reader)
+
+    assert reader.skipped_summary == (
+        "25 rows skipped (no address): rows " + ", ".join(str(n) for n in range(2, 22)) + " and 5 more"
+    )
