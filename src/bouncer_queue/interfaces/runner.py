@@ -167,10 +167,10 @@ async def wait_for_request(
 
 def check_output(path: Path, force: bool) -> None:
     """Refuse to replace an existing file unless `force`: results are worth more than a typo in a name."""
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give --output a file name")
     if path.exists() and not force:
         raise InputError(f"{path} already exists; pass --force to replace it, or --output to write elsewhere")
-    if path.exists() and path.is_dir():
-        raise InputError(f"{path} is a directory; give --output a file name")
 
 
 async def export_results(
