@@ -33,8 +33,7 @@ def private_dir(path: Path) -> Path:
 
 def private_file(path: Path) -> Path:
     """Create `path` empty as 0600 if missing, or tighten it to that if it exists."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE)
-    os.close(fd)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT, PRIVATE_FILE_MODE))  # read-only: a 0400 file stays openable
     _tighten(path, PRIVATE_FILE_MODE)
     return path
 

@@ -17,13 +17,15 @@ import pytest
 from stage_support import BATCH_OK, Responder, answer, new_batch, state
 
 from bouncer_queue.bouncer import BouncerUnavailable, ServerError
-from bouncer_queue.domain import BatchState
+from bouncer_queue.domain import BatchState, Priority, RequestState
 from bouncer_queue.errors import StorageError
 from bouncer_queue.pipeline import jobs
+from bouncer_queue.pipeline.cancel import cancel_request
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
 from bouncer_queue.pipeline.submit import create_batch
+from bouncer_queue.storage.records import EmailRow, RequestInfo
 
 
 async def test_a_created_batch_is_recorded_and_watched(world: Callable[[Responder], StageContext]) -> None:
@@ -156,3 +158,30 @@ async def test_a_created_batch_that_cannot_be_recorded_is_kept_from_resubmission
     assert "a" * 24 in failure.value.message
     assert any("a" * 24 in record.getMessage() for record in caplog.records)
     assert await state(ctx, batch_id) == BatchState.SUBMITTING  # its retry dead-letters, never resubmits
+
+
+async def test_a_batch_of_a_cancelled_request_is_never_sent(world: Callable[[Responder], StageContext]) -> None:
+    ctx = world(answer(200, BATCH_OK))
+    batch_id = await new_batch(ctx)
+    await ctx.repo.set_request_state("r1", RequestState.CANCELLED)  # cancelled after its job was queued
+
+    await create_batch(ctx, {"batch_id": batch_id})
+
+    assert len(ctx.calls) == 0  # type: ignore[attr-defined]
+    assert await state(ctx, batch_id) == BatchState.CANCELLED
+
+
+async def test_cancel_request_cancels_unsent_batches_and_finishes_those_at_bouncer(
+    world: Callable[[Responder], StageContext],
+) -> None:
+    ctx = world(lambda request: httpx.Response(202 if request.url.path.endswith("/finish") else 200, json=BATCH_OK))
+    chunks = [[EmailRow("a@example.com")], [EmailRow("b@example.com")]]
+    at_bouncer, waiting = await ctx.repo.ingest_request(RequestInfo("r1", "u1", Priority.NORMAL), chunks)
+    await create_batch(ctx, {"batch_id": at_bouncer})
+
+    outcome = await cancel_request(ctx, "r1")
+
+    assert (outcome.found, outcome.batches_cancelled, outcome.batches_finished) == (True, 1, 1)
+    assert await state(ctx, waiting) == BatchState.CANCELLED
+    assert [c.url.path.rsplit("/", 1)[-1] for c in ctx.calls] == ["batch", "finish"]  # type: ignore[attr-defined]
+    assert not (await cancel_request(ctx, "nope")).found
