@@ -18,6 +18,7 @@ from bouncer_queue.interfaces.runner import (
     OutputOptions,
     SubmitOptions,
     export_results,
+    preflight,
     serve_workers,
     simulator_if_no_key,
     submit_file,
@@ -122,6 +123,7 @@ def verify(
         new=new,
     )
     out = OutputOptions(output, _format(format, EXPORT_FORMATS), force)
+    run(settings, lambda: preflight(file, options, out))  # a refused output or a bad option: before anything starts
     with simulator_if_no_key(settings, err_console) as effective:
         keys = ApiKeySource(effective, on_new_key=redactor.add_secret)
         outcome = run(effective, lambda: verify_file(effective, file, options, console, out, keys))

@@ -351,6 +351,13 @@ class OutputOptions:
         return self.path or default_output_path(source, fmt), fmt
 
 
+async def preflight(path: Path, options: SubmitOptions, output: OutputOptions) -> None:
+    """verify's checks that need nothing started: the output may be written, the list's options make sense."""
+    out_path, _ = output.resolve(path)
+    check_output(out_path, output.force)
+    open_list(path, options)
+
+
 async def verify_file(
     settings: Settings,
     path: Path,
@@ -360,10 +367,10 @@ async def verify_file(
     keys: ApiKeySource | None = None,
 ) -> VerifyOutcome:
     """The main job: workers in-process, submit, wait with a progress bar, export beside the input."""
-    out_path, fmt = (output or OutputOptions()).resolve(path)
-    force = output is not None and output.force
-    check_output(out_path, force)  # before any credit is spent, not after
-    open_list(path, options)  # the checks that need no reading (format, encoding, options), before starting
+    output = output or OutputOptions()
+    await preflight(path, options, output)  # before any credit is spent, not after
+    out_path, fmt = output.resolve(path)
+    force = output.force
     # verify is the one-command job: it brings any database it is pointed at to the current schema itself.
     manager = QueueManager(settings, api_key=keys, auto_migrate=True)
     async with manager, running_workers(manager) as workers:

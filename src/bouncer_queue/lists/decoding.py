@@ -28,8 +28,8 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _SIGNATURES = (
-    (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook?)"),
-    (b"\xd0\xcf\x11\xe0", "an Office document (an .xls workbook?)"),
+    (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook? name it .xlsx, or pass --input-format xlsx)"),
+    (b"\xd0\xcf\x11\xe0", "an Office document (an .xls workbook? save it as .xlsx or CSV)"),
     (b"%PDF", "a PDF document"),
     (b"\x1f\x8b", "a gzip-compressed file"),
 )
@@ -89,7 +89,7 @@ def _choose_codec(head: bytes, encoding: str | None) -> tuple[str, int]:
 def _reject_binary(path: Path, head: bytes, codec: str) -> None:
     for signature, what in _SIGNATURES:
         if head.startswith(signature):
-            raise InputError(f"{path}: this is {what}, not a text list; export it as CSV first")
+            raise InputError(f"{path}: this is {what}, not a text list")
     if codec.startswith(("utf-16", "utf-32")) or b"\x00" not in head:
         return
     hint = ""

@@ -74,7 +74,7 @@ def test_unknown_encoding_is_an_input_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"PK\x03\x04" + bytes(200), r"a ZIP archive \(an \.xlsx workbook\?\)"),
+        (b"PK\x03\x04" + bytes(200), r"a ZIP archive \(an \.xlsx workbook\? name it \.xlsx, or pass --input-format"),
         (b"%PDF-1.7\n" + bytes(range(256)), "a PDF document"),
         (bytes(range(256)) * 4, "contains NUL bytes, so it is binary"),
     ],
