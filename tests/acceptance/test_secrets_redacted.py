@@ -76,11 +76,15 @@ async def test_no_secret_in_output_logs_or_database(
         assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr[-3000:]
         failing = [
             _run(
-                ["verify", str(listing)],
+                ["verify", str(listing), "--force"],  # --force: the first run's results file is there
                 env | {"REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0"},
                 tmp_path,
             ),
-            _run(["verify", str(listing)], env | {"DATABASE_URL": _with_port(database, free_port())}, tmp_path),
+            _run(
+                ["verify", str(listing), "--force"],
+                env | {"DATABASE_URL": _with_port(database, free_port())},
+                tmp_path,
+            ),
             _run(["health"], env | {"DATABASE_URL": _with_port(database, free_port())}, tmp_path),
         ]
     assert [r.returncode for r in failing] == [1, 1, 1]
