@@ -99,7 +99,9 @@ def test_verify_an_xlsx_writes_an_xlsx_with_the_input_cells(tmp_path: Path, env:
     done = run_cli_output(["verify", str(tmp_path / "contacts.xlsx"), "--sheet", "Contacts"], env, tmp_path)
 
     assert_clean(done.stderr)
-    out = list(load_workbook(tmp_path / "contacts.verified.xlsx", read_only=True).active.iter_rows(values_only=True))
+    book = load_workbook(tmp_path / "contacts.verified.xlsx", read_only=True)
+    out = list(book.active.iter_rows(values_only=True))
+    book.close()
     assert out[0][:4] == ("Email", "Name", "Visits", "status")
     assert [row[:3] for row in out[1:]] == [("ann@example.com", "Ann", "3"), (None, "Nobody", "1")]
     assert out[2][3] == "skipped"

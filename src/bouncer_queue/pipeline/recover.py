@@ -41,7 +41,7 @@ def job_for(batch: BatchRecord) -> JobSpec | None:
 
 async def recover(ctx: StageContext) -> int:
     """Enqueue the next job of every unfinished batch; returns how many jobs were offered to the queues."""
-    open_states = [s for s in BatchState if s not in (BatchState.DOWNLOADED, BatchState.DEAD)]
+    open_states = [s for s in BatchState if s not in (BatchState.DOWNLOADED, BatchState.DEAD, BatchState.CANCELLED)]
     batches = await ctx.repo.batches_in_states(open_states)
     specs = [spec for spec in map(job_for, batches) if spec is not None]
     replaced = await ctx.enqueuer.enqueue_again(specs) if specs else 0

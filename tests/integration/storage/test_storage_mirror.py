@@ -85,7 +85,9 @@ def read_back(path: Path) -> list[dict[str, Any]]:
         return list(json.loads(path.read_text(encoding="utf-8")))
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    rows = list(load_workbook(path, read_only=True).active.iter_rows(values_only=True))
+    book = load_workbook(path, read_only=True)
+    rows = list(book.active.iter_rows(values_only=True))
+    book.close()  # a read-only workbook keeps its file open until closed
     return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
 
 
