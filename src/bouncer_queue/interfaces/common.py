@@ -19,7 +19,7 @@ from bouncer_queue.ops.redact import Redactor
 
 T = TypeVar("T")
 
-console = Console()
+console = Console(soft_wrap=True)  # a line too long for the terminal is not cut in two (it may be grepped)
 err_console = Console(stderr=True, soft_wrap=True)  # messages stay one line each, whatever the width
 
 
