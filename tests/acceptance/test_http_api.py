@@ -153,8 +153,9 @@ def test_an_uploaded_csv_keeps_its_columns_and_formulas_are_neutralized(http: Ht
         rows = rows_of(api.get(accepted["results_url"].removeprefix("/api/v1")).text)
         detail = api.get(f"/requests/{accepted['request_id']}").json()
     assert detail["source"] == "crm.csv"
-    assert len(rows) == 25 and list(rows[0])[:3] == ["email", "name", "company"]
-    assert {r["company"] for r in rows} == {'\'=HYPERLINK("x")'}
+    assert len(rows) == 26 and list(rows[0])[:3] == ["email", "name", "company"]  # every row, in input order
+    assert {r["company"] for r in rows[:25]} == {'\'=HYPERLINK("x")'}
+    assert (rows[25]["name"], rows[25]["status"], rows[25]["reason"]) == ("Nobody", "skipped", "no email")
 
 
 def test_requests_are_listed_newest_first_with_pagination_and_filters(http: HttpStack) -> None:
@@ -183,6 +184,7 @@ def test_bad_bodies_and_uploads_are_refused_with_the_reason(http: HttpStack) -> 
     with http.client("submit") as api:
         header_only = api.post("/requests", files={"file": ("h.csv", "email\n", "text/csv")})
         no_column = api.post("/requests", files={"file": ("a.csv", "name,phone\nAnn,1\n", "text/csv")})
+        pdf = api.post("/requests", files={"file": ("a.pdf", b"%PDF-1.7", "application/pdf")})
         xlsx = api.post("/requests", files={"file": ("a.xlsx", b"PK\x03\x04", "application/octet-stream")})
         no_file = api.post("/requests", data={"user_id": "x"}, files={"other": ("a.csv", "email\na@b.co\n")})
         plain = api.post("/requests", content="a@example.com", headers={"content-type": "text/plain"})
@@ -191,7 +193,8 @@ def test_bad_bodies_and_uploads_are_refused_with_the_reason(http: HttpStack) -> 
         priority = api.post("/requests", json={"emails": ["a@example.com"], "priority": "URGENT"})
     assert no_column.status_code == 422 and "a.csv" in no_column.json()["detail"]
     assert "/tmp" not in no_column.json()["detail"]
-    assert xlsx.status_code == 415 and ".csv" in xlsx.json()["detail"]
+    assert pdf.status_code == 415 and ".csv" in pdf.json()["detail"]
+    assert xlsx.status_code == 422 and "cannot read the workbook" in xlsx.json()["detail"]  # .xlsx is read, not this
     assert no_file.status_code == 422 and plain.status_code == 415
     assert empty.status_code == 422 and broken.status_code == 422
     assert priority.status_code == 422 and "priority" in priority.json()["detail"]

@@ -14,7 +14,9 @@ from bouncer_queue.interfaces.cli_ops import with_manager
 from bouncer_queue.interfaces.common import console, err_console, load_settings, run, setup_logging
 from bouncer_queue.service import QueueManager
 
-tokens_app = typer.Typer(no_args_is_help=True, help="API tokens of the HTTP API and the dashboard.")
+tokens_app = typer.Typer(
+    no_args_is_help=True, help="API tokens of the HTTP API and the dashboard.", rich_markup_mode=None
+)
 
 
 def serve(

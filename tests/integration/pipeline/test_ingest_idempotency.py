@@ -61,7 +61,10 @@ async def test_an_upload_read_off_the_loop_is_stored_whole_and_its_errors_come_t
     added = await add_emails_to_queue(ctx.repo, ctx.enqueuer, rows, user_id="u", batch_size=2_000)
     assert (added.total_emails, added.batch_count) == (4_500, 3)
     exported = [row async for row in ctx.repo.iter_export(added.request_id)]
-    assert exported[-1].email == "u4499@example.com" and exported[-1].extra == {"team": "t4499"}
+    assert exported[-1].email == "u4499@example.com" and exported[-1].extra == {
+        "email": "u4499@example.com",
+        "team": "t4499",
+    }
 
     path.write_text("email\n" + "a@example.com\n" * 3 + '"unterminated\n', encoding="utf-8")
     with pytest.raises(InputError):
