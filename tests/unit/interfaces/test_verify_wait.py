@@ -71,6 +71,6 @@ async def test_a_database_outage_is_waited_out() -> None:
     running = workers(idle())
     manager = Manager(True)
     manager.outage = 2
-    await asyncio.wait_for(_until_done(manager, "r", Console(file=io.StringIO()), running), 10)  # type: ignore[arg-type]
+    await asyncio.wait_for(_until_done(manager, "r", running), 10)  # type: ignore[arg-type]
     assert manager.outage == 0
     running.task.cancel()
