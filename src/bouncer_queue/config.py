@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # Batching (the seed's names)
     batch_size: int = Field(default=10_000, ge=1, le=100_000)
     max_concurrent_batches: int = Field(default=15, ge=1, le=25)
+    #: Answers reused from earlier requests when verified within this many days (credits/cache.py); 0 = off.
+    result_cache_days: float = Field(default=30.0, ge=0)
 
     # Shared Bouncer rate limits: a sliding window per budget, shared by every worker process.
     rate_limit_max: int = Field(default=180, ge=1)

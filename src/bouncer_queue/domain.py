@@ -35,6 +35,7 @@ class EmailState(StrEnum):
     COMPLETED = "completed"  #: a result is stored
     FAILED = "failed"  #: Bouncer returned no result for it
     DEAD = "dead"  #: its batch was dead-lettered
+    INVALID = "invalid"  #: undeliverable by syntax, answered locally and never sent (credits/prefilter.py)
 
 
 class BatchState(StrEnum):

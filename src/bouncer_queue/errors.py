@@ -3,6 +3,7 @@
     VerifierError
      ├── ConfigError              bad or missing settings
      ├── InputError               a list that cannot be read (broken CSV, wrong encoding, oversize, no email column)
+     ├── CreditsRefused           a request would cost more credits than --max-credits or the balance allows
      ├── StorageError             the database cannot be reached or refused a write
      │    └── DatabaseUnavailable the database does not answer (refused, down, connection lost): a pause
      ├── QueueBackendError        Redis/Valkey cannot be reached
@@ -37,6 +38,10 @@ class ConfigError(VerifierError):
 
 class InputError(VerifierError):
     """The input list cannot be read."""
+
+
+class CreditsRefused(VerifierError):
+    """The request would cost more credits than allowed or available; nothing was stored."""
 
 
 class StorageError(VerifierError):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,29 +20,32 @@ import httpx
 from bouncer_queue import access
 from bouncer_queue.access import IssuedToken, Scope
 from bouncer_queue.bootstrap import Runtime, open_runtime
-from bouncer_queue.bouncer import AuthError, Forbidden
+from bouncer_queue.bouncer import AuthError, BouncerError, Forbidden
 from bouncer_queue.bouncer.client import ApiKeyProvider
 from bouncer_queue.config import Settings
+from bouncer_queue.credits.cache import cache_since
+from bouncer_queue.credits.estimate import Balance, Budgets, Estimate, count_rows, read_balance, stored_counts
 from bouncer_queue.domain import BatchState, Priority, RequestState
 from bouncer_queue.errors import QueueBackendError
 from bouncer_queue.ops.health import HealthReport, HealthSnapshot, Thresholds, evaluate, log_alerts, process_rss_mb
 from bouncer_queue.ops.metrics import Metrics
 from bouncer_queue.ops.redact import Redactor
-from bouncer_queue.pipeline import deadletter, recover
-from bouncer_queue.pipeline.ingest import AddResult, EmailInput, Tracking, add_emails_to_queue
+from bouncer_queue.pipeline import deadletter, jobs, recover
+from bouncer_queue.pipeline.ingest import AddResult, CreditOptions, EmailInput, Tracking, add_emails_to_queue
 from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, WORK_QUEUES, check_queue_name
 from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.records import (
     ApiToken,
     BatchRecord,
     DeadLetter,
+    EmailRow,
     ExportRow,
     HealthMetric,
     RequestProgress,
     RequestRecord,
     WebhookDelivery,
 )
-from bouncer_queue.storage.repository import Repository
+from bouncer_queue.storage.repository import Repository, RequestCredits
 from bouncer_queue.tracking import RequestStatus, status_of
 
 log = logging.getLogger(__name__)
@@ -121,11 +125,14 @@ class QueueManager:
         fingerprint: str | None = None,
         source: str | None = None,
         tracking: Tracking | None = None,
+        credits: CreditOptions | None = None,
+        on_stored: Callable[[str], Awaitable[None]] | None = None,
     ) -> AddResult:
         """Store and enqueue a list; `delay` (ms) holds back its first jobs. A `request_id` already stored is
         returned as it is (`existing`), and nothing is stored; `fingerprint` lets `find_request` find it.
         `tracking` adds an idempotency key (a request already stored under it is returned instead) and a
-        webhook URL."""
+        webhook URL. `credits` (default: the result cache of RESULT_CACHE_DAYS, no credit check) says how the
+        request may spend; `on_stored(request_id)` runs once it is stored, before its first job is enqueued."""
         rt = self.runtime
         return await add_emails_to_queue(
             rt.repo,
@@ -139,6 +146,8 @@ class QueueManager:
             fingerprint=fingerprint,
             source=source,
             tracking=tracking,
+            credits=credits or CreditOptions(cache_days=self.settings.result_cache_days),
+            on_stored=on_stored,
         )
 
     async def find_request(self, fingerprint: str) -> RequestRecord | None:
@@ -166,6 +175,73 @@ class QueueManager:
 
     async def webhook_deliveries(self, request_id: str | None = None) -> list[WebhookDelivery]:
         return await self.runtime.repo.list_webhook_deliveries(request_id)
+
+    async def estimate(
+        self, rows: Iterable[EmailRow], blank_rows: Callable[[], int] = lambda: 0, *, use_cache: bool = True
+    ) -> Estimate:
+        """What the rows would cost, read as add_emails_to_queue reads them; stores nothing (one /credits call).
+        `blank_rows` tells, once the rows are read, how many the reader skipped for having no address."""
+        days = self.settings.result_cache_days if use_cache else 0
+        counts = await count_rows(rows, blank_rows, self.runtime.repo, cache_since(days))
+        return Estimate.of(counts, await self.credit_balance(), self._budgets())
+
+    async def stored_estimate(self, request_id: str, blank_rows: int, balance: Balance) -> Estimate:
+        """The estimate's counts read back from a request just stored, before any of it is sent."""
+        repo = self.runtime.repo
+        progress, request = await repo.request_progress(request_id), await repo.get_request(request_id)
+        billable = request.billable if request is not None else 0
+        counts = stored_counts(progress.emails_by_state, billable, blank_rows)
+        return Estimate.of(counts, balance, self._budgets())
+
+    async def credit_balance(self) -> Balance:
+        """Bouncer's balance (one /credits call through the shared limiter) and what unsent requests hold."""
+        checked_at = datetime.now(UTC)  # before the call: batches sent after it count as held
+        return Balance(checked_at, await self._balance(), await self._reserved())
+
+    def _budgets(self) -> Budgets:
+        s = self.settings
+        return Budgets(s.batch_size, s.rate_limit_window_seconds, s.rate_limit_max, s.rate_limit_create_max)
+
+    async def request_credits(self, request_ids: list[str] | None = None) -> list[RequestCredits]:
+        """Credits per request (the active ones unless named): billable, reserved, spent."""
+        return await self.runtime.repo.request_credits(request_ids)
+
+    async def credits_report(self, at_bouncer: int | None) -> dict[str, Any]:
+        """Credits at Bouncer (as last read), reserved for unsent batches, available, and spent: in all and per
+        active request; for health and stats --json."""
+        requests = await self.request_credits()
+        reserved = sum(r.reserved for r in requests)
+        return {
+            "at_bouncer": at_bouncer,
+            "reserved": reserved,
+            "available": None if at_bouncer is None else at_bouncer - reserved,
+            "spent": sum(r.spent for r in requests),
+            "requests": {
+                r.request_id: {"billable": r.billable, "reserved": r.reserved, "spent": r.spent} for r in requests
+            },
+        }
+
+    async def last_known_credits(self) -> int | None:
+        """The balance the newest recorded health check read (no Bouncer call), or None."""
+        rows = await self.health_history(limit=1)
+        value = rows[0].snapshot.get("snapshot", {}).get("credits_left") if rows else None
+        return int(value) if isinstance(value, int | float) else None
+
+    async def _balance(self) -> int | None:
+        rt = self.runtime
+
+        async def acquire() -> int:
+            decision = await rt.limiter.acquire(["credits"], "credits")
+            return 0 if decision.allowed else max(decision.wait_ms, 1)
+
+        try:
+            return await read_balance(acquire, rt.bouncer.credits)
+        except BouncerError as exc:  # an estimate without the balance still counts the list
+            log.warning("credits unknown: %s", self._scrub(str(exc)), extra={"action": "credits_unknown"})
+            return None
+
+    async def _reserved(self) -> int:
+        return sum(r.reserved for r in await self.request_credits())
 
     async def request_progress(self, request_id: str) -> RequestProgress:
         return await self.runtime.repo.request_progress(request_id)
@@ -269,6 +345,7 @@ class QueueManager:
         gate_closed = await rt.credits_gate.is_closed() if redis_ms is not None else False
         key_refused = await self.api_key_refused() if redis_ms is not None else None
         oldest = await rt.admin.oldest_waiting_age_seconds() if redis_ms is not None else None
+        money = await self.credits_report(credits) if db_ms is not None else {}
         self._publish(counts, usage, in_flight, credits)
         return HealthSnapshot(
             redis_ok=redis_ms is not None,
@@ -289,6 +366,7 @@ class QueueManager:
             oldest_waiting_age_seconds=oldest,
             credits_exhausted=gate_closed,
             api_key_refused=key_refused,
+            credits=money,
             errors=errors,
         )
 
@@ -332,6 +410,8 @@ class QueueManager:
         await rt.auth_gate.open()  # the key in force was just accepted
         if await rt.credits_gate.is_closed() and credits >= await self._credits_needed():
             await rt.credits_gate.open()
+            # The create jobs held by the gate sleep a whole health-check interval: wake them now.
+            await rt.enqueuer.promote_delayed(jobs.EMAIL_VERIFICATION, name=jobs.CREATE_BATCH)
             log.warning("Bouncer credits are back; submissions resume", extra={"action": "credits_restored"})
         return credits
 
@@ -343,7 +423,7 @@ class QueueManager:
     async def _credits_needed(self) -> int:
         """What the smallest waiting batch costs: reopening the gate for less would only earn another 402."""
         pending = await self.runtime.repo.batches_in_states([BatchState.PENDING])
-        return min((b.quantity for b in pending), default=1)
+        return min((b.billable or b.quantity for b in pending), default=1)
 
     async def _counts(self, errors: dict[str, str]) -> dict[str, dict[str, int]]:
         try:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from bouncer_queue.interfaces import cli_jobs, cli_ops, cli_serve
+from bouncer_queue.interfaces import cli_credits, cli_jobs, cli_ops, cli_serve
 from bouncer_queue.interfaces.common import STATE
 from bouncer_queue.simulator.config import SimulatorConfig
 
@@ -31,6 +31,7 @@ def _root(
 
 app.command()(cli_jobs.verify)
 app.command()(cli_jobs.submit)
+app.command()(cli_credits.estimate)
 app.command()(cli_jobs.results)
 app.command()(cli_jobs.workers)
 app.command()(cli_ops.stats)

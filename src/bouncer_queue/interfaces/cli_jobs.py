@@ -29,6 +29,13 @@ UserOpt = Annotated[str, typer.Option(help="Who the request is for.", envvar="BO
 ColumnOpt = Annotated[str | None, typer.Option(help="CSV column (or JSON key) holding the address.")]
 EncodingOpt = Annotated[str | None, typer.Option(help="File encoding when not UTF-8, e.g. cp1252.")]
 MaxRowsOpt = Annotated[int | None, typer.Option(help="Refuse lists longer than this.", envvar="BOUNCER_MAX_ROWS")]
+MaxCreditsOpt = Annotated[int | None, typer.Option(help="Refuse the list when it needs more credits than this.", min=0)]
+PartialOpt = Annotated[
+    bool, typer.Option("--allow-partial", help="Start even when the credits do not cover the whole list.")
+]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Send every address, even those verified within RESULT_CACHE_DAYS.")
+]
 
 
 def _priority(value: str) -> Priority:
@@ -57,6 +64,9 @@ def verify(
     encoding: EncodingOpt = None,
     max_rows: MaxRowsOpt = None,
     new: Annotated[bool, typer.Option("--new", help="Verify again as a new request, even if run before.")] = False,
+    max_credits: MaxCreditsOpt = None,
+    allow_partial: PartialOpt = False,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Verify a list in one command: starts what is missing, runs the workers here, writes the results.
 
@@ -64,7 +74,15 @@ def verify(
     settings = load_settings()
     redactor = setup_logging(settings, quiet=True)  # INFO lines would scroll over the progress bar
     options = SubmitOptions(
-        user_id=user_id, priority=_priority(priority), column=column, max_rows=max_rows, encoding=encoding, new=new
+        user_id=user_id,
+        priority=_priority(priority),
+        column=column,
+        max_rows=max_rows,
+        encoding=encoding,
+        new=new,
+        max_credits=max_credits,
+        allow_partial=allow_partial,
+        use_cache=not no_cache,
     )
     with simulator_if_no_key(settings, console) as effective:
         keys = ApiKeySource(effective, on_new_key=redactor.add_secret)
@@ -83,6 +101,9 @@ def submit(
     encoding: EncodingOpt = None,
     max_rows: MaxRowsOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until the request is done.")] = False,
+    max_credits: MaxCreditsOpt = None,
+    allow_partial: PartialOpt = False,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Store a list and queue it for the workers; prints the request id."""
     settings = load_settings()
@@ -95,11 +116,14 @@ def submit(
         column=column,
         max_rows=max_rows,
         encoding=encoding,
+        max_credits=max_credits,
+        allow_partial=allow_partial,
+        use_cache=not no_cache,
     )
 
     async def go() -> str:
         async with QueueManager(settings) as manager:
-            submitted = await submit_file(manager, file, options)
+            submitted = await submit_file(manager, file, options, console)
             result = submitted.result
             if result.existing:
                 console.print(f"request {result.request_id} already exists: nothing was stored", highlight=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.live import Live
@@ -59,7 +59,7 @@ def stats(
 ) -> None:
     """Job counts of every queue (the seed's console.table of getQueueStats)."""
     if watch is None:
-        _print_stats(with_manager(lambda m: m.get_queue_stats()), as_json)
+        _print_stats(with_manager(_stats_json if as_json else lambda m: m.get_queue_stats()), as_json)
         return
     every = watch
 
@@ -79,7 +79,14 @@ def stats(
     with_manager(redraw if in_place else append, interrupt_ends=True)
 
 
-def _print_stats(counts: dict[str, dict[str, int]], as_json: bool, *, compact: bool = False) -> None:
+async def _stats_json(manager: QueueManager) -> dict[str, Any]:
+    """The job counts, plus credits: the last balance the health check read, reserved and spent per request."""
+    counts: dict[str, Any] = dict(await manager.get_queue_stats())
+    counts["credits"] = await manager.credits_report(await manager.last_known_credits())
+    return counts
+
+
+def _print_stats(counts: dict[str, Any], as_json: bool, *, compact: bool = False) -> None:
     if not as_json:
         console.print(stats_table(counts))
     elif compact:

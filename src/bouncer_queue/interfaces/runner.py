@@ -26,11 +26,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bouncer_queue.config import Settings
+from bouncer_queue.credits.estimate import Estimate
+from bouncer_queue.credits.reservations import CreditLimit
 from bouncer_queue.domain import Priority, RequestState
 from bouncer_queue.errors import ConfigError, DatabaseUnavailable, Interrupted, QueueBackendError
-from bouncer_queue.lists import default_output_path, read_list, write_export
+from bouncer_queue.lists import ListReader, default_output_path, read_list, write_export
 from bouncer_queue.ops.keys import ApiKeySource
-from bouncer_queue.pipeline.ingest import AddResult
+from bouncer_queue.pipeline.ingest import AddResult, CreditOptions
 from bouncer_queue.queueing.signals import on_reload, on_stop
 from bouncer_queue.service import QueueManager
 from bouncer_queue.storage.records import RequestProgress
@@ -67,21 +69,55 @@ class SubmitOptions:
         digest.update(json.dumps(shaping, sort_keys=True).encode())
         return digest.hexdigest()
 
+    #: Refuse when the list needs more credits than this (or than are available), unless `allow_partial`.
+    max_credits: int | None = None
+    allow_partial: bool = False
+    #: Reuse answers from earlier requests (RESULT_CACHE_DAYS); `--no-cache` turns it off for one request.
+    use_cache: bool = True
+
 
 @dataclass
 class Submitted:
-    """A submitted list: the request, and what the reader skipped."""
+    """A submitted list: the request, what the reader skipped, and what it was estimated to cost."""
 
     result: AddResult
     skipped: int
     skipped_examples: list[str] = field(default_factory=list)
+    estimate: Estimate | None = None
+
+
+def _reader(path: Path, options: SubmitOptions) -> ListReader:
+    return read_list(path, column=options.column, max_rows=options.max_rows, encoding=options.encoding)
+
+
+async def estimate_file(manager: QueueManager, path: Path, options: SubmitOptions) -> Estimate:
+    """What the list will cost, read exactly as submit_file reads it; stores nothing."""
+    reader = _reader(path, options)
+    return await manager.estimate(reader, lambda: reader.skipped_total, use_cache=options.use_cache)
 
 
 async def submit_file(
-    manager: QueueManager, path: Path, options: SubmitOptions, fingerprint: str | None = None
+    manager: QueueManager,
+    path: Path,
+    options: SubmitOptions,
+    console: Console | None = None,
+    *,
+    fingerprint: str | None = None,
 ) -> Submitted:
-    """Read a list file as a stream and add it to the queues."""
-    reader = read_list(path, column=options.column, max_rows=options.max_rows, encoding=options.encoding)
+    """Read a list file as a stream and add it to the queues. Its credits are checked in the transaction that
+    stores it (a refusal stores nothing), and its cost is printed to `console` before its first batch is queued."""
+    balance = await manager.credit_balance()
+    limit = CreditLimit(balance.checked_at, balance.at_bouncer, options.max_credits, options.allow_partial)
+    cache_days = manager.settings.result_cache_days if options.use_cache else 0
+    reader = _reader(path, options)
+    estimates: list[Estimate] = []
+
+    async def stored(request_id: str) -> None:
+        estimates.append(await manager.stored_estimate(request_id, reader.skipped_total, balance))
+        if console is not None:
+            for line in estimates[0].lines():
+                console.print(line, highlight=False)
+
     result = await manager.add_emails_to_queue(
         reader,
         options.user_id,
@@ -90,9 +126,11 @@ async def submit_file(
         delay=options.delay_ms,
         fingerprint=fingerprint,
         source=path.name,
+        credits=CreditOptions(cache_days=cache_days, check=limit),
+        on_stored=stored,
     )
     examples = [f"row {s.row_number}: {s.reason}" for s in reader.skipped[:5]]
-    return Submitted(result, reader.skipped_total, examples)
+    return Submitted(result, reader.skipped_total, examples, estimates[0] if estimates else None)
 
 
 async def wait_for_request(
@@ -117,9 +155,10 @@ async def wait_for_request(
                 progress_bar.update(task, detail="waiting for the database")
                 await asyncio.sleep(interval)
                 continue
-            done = sum(progress.emails_by_state.get(s, 0) for s in ("completed", "failed", "dead"))
             batches = ", ".join(f"{n} {s}" for s, n in sorted(progress.batches_by_state.items()))
-            progress_bar.update(task, total=progress.emails_total, completed=done, detail=f"batches: {batches}")
+            money = f"credits: {progress.credits_spent} spent, {progress.credits_to_spend} to spend"
+            detail = f"batches: {batches}; {money}"
+            progress_bar.update(task, total=progress.emails_total, completed=progress.finished, detail=detail)
             if progress.done:
                 return progress
             await asyncio.sleep(interval)
@@ -248,7 +287,7 @@ async def _resume_or_submit(
             highlight=False,
         )
         return earlier.request_id, earlier.total_emails, 0
-    submitted = await submit_file(manager, path, options, fingerprint)
+    submitted = await submit_file(manager, path, options, console, fingerprint=fingerprint)
     result = submitted.result
     console.print(
         f"request [bold]{result.request_id}[/bold]: {result.total_emails} addresses in "

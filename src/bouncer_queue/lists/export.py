@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 ExportFormat = Literal["csv", "json"]
 FLAG_COLUMNS = ("accept_all", "disposable", "free", "role", "disabled", "full_mailbox", "provider", "toxicity")
-RESULT_COLUMNS = ("status", "reason", "score", *FLAG_COLUMNS, "state")
+RESULT_COLUMNS = ("status", "reason", "score", *FLAG_COLUMNS, "state", "source", "verified_at")
 # Where each flag sits in Bouncer's result object, with the flat snake_case spelling as a fallback.
 _FLAG_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "accept_all": (("domain", "acceptAll"), ("accept_all",)),
@@ -135,7 +135,8 @@ def _csv_cells(row: ExportRow, extras: Sequence[str], dropped: set[str]) -> list
     dropped.update(key for key in extra if key not in extras)
     flags = result_flags(row.raw)
     values: list[object] = [row.email, row.name, *(extra.get(k) for k in extras), row.status, row.reason, row.score]
-    values += [*(flags[flag] for flag in FLAG_COLUMNS), row.state]
+    verified = row.verified_at.isoformat() if row.verified_at is not None else None
+    values += [*(flags[flag] for flag in FLAG_COLUMNS), row.state, row.source, verified]
     return [_cell(value) for value in values]
 
 
@@ -159,6 +160,8 @@ def _json_object(row: ExportRow) -> dict[str, Any]:
         "status": row.status,
         "reason": row.reason,
         "score": row.score,
+        "source": row.source,
+        "verified_at": row.verified_at.isoformat() if row.verified_at is not None else None,
         **result_flags(row.raw),
         "result": dict(row.raw) if row.raw is not None else None,
     }

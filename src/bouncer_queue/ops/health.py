@@ -41,6 +41,8 @@ class HealthSnapshot:
     credits_exhausted: bool = False
     #: Why Bouncer refused the API key (401/403), while the auth gate is closed; None when it is not.
     api_key_refused: str | None = None
+    #: Credits held for requests not yet submitted and spent, in all and per active request (credits/).
+    credits: Mapping[str, Any] = field(default_factory=dict)
     #: Share of each shared Bouncer budget in use, 0-1, by budget name.
     rate_limit_utilization: Mapping[str, float] = field(default_factory=dict)
     process_rss_mb: float | None = None

@@ -9,6 +9,9 @@ Bouncer never saw it (connection refused, an error status), the mark is undone a
 Bouncer may have created the batch (a lost response, a crash mid-call), the batch stays `submitting` and is
 dead-lettered as SubmissionOutcomeUnknown: Bouncer has no idempotency key and no list of batches, so only an
 operator can tell whether to submit again (`bouncer-queue dlq replay ID`).
+
+A 402 proves Bouncer created nothing: the batch goes back to pending, the credits gate closes (holding every
+submission), and the job waits for the gate, which the health check reopens after a top-up; nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -119,7 +122,8 @@ async def _submit(ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail
     except InsufficientCredits as exc:
         await ctx.repo.release_submission(batch.id, str(exc))
         await ctx.credits_gate.close(str(exc))
-        raise PermanentFailure(type(exc).__name__, str(exc)) from exc
+        log.warning("Bouncer credits ran out; submissions wait for a top-up", extra=event("credits_exhausted", batch))
+        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted") from exc
     except (AuthError, Forbidden) as exc:
         # Bouncer refused the key, not the batch: it goes back to pending, and the dispatcher closes the auth gate.
         await ctx.repo.release_submission(batch.id, str(exc))

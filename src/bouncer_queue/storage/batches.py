@@ -176,6 +176,7 @@ def _batch_record(row: Row[Any]) -> BatchRecord:
         duplicates=row.duplicates,
         processed=row.processed,
         credits_used=row.credits_used,
+        billable=row.billable,
         attempts=row.attempts,
         retries=row.retries,
         last_error=row.last_error,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bouncer_queue.domain import BatchState, Priority, RequestState
 
@@ -18,6 +18,8 @@ class EmailRow:
     name: str | None = None
     row_number: int | None = None
     extra: Mapping[str, str] | None = None
+    #: Undeliverable by syntax (credits/prefilter.py): stored with a local answer, never sent.
+    invalid: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,20 @@ class RequestInfo:
     idempotency_key: str | None = None
     webhook_url: str | None = None
     options: Mapping[str, Any] | None = None
+    #: Answer addresses verified since then from earlier requests' results (None: no cache).
+    cache_since: datetime | None = None
+    #: Refuse the request, inside the ingest transaction, when its credits do not fit (credits/reservations.py).
+    credit_check: CreditCheck | None = None
+
+
+class CreditCheck(Protocol):
+    """What ingest asks before committing a request: may `billable` credits be spent, with `reserved` already
+    held by other requests (their batches not yet submitted, or submitted since `checked_at`)?"""
+
+    @property
+    def checked_at(self) -> datetime: ...
+
+    def refusal(self, billable: int, reserved: int) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,8 @@ class RequestRecord:
     idempotency_key: str | None = None
     webhook_url: str | None = None
     options: Mapping[str, Any] | None = None
+    #: Credits the request costs (credits/): unique addresses, valid by syntax, not answered from the cache.
+    billable: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,8 @@ class BatchRecord:
     duplicates: int = 0
     processed: int = 0
     credits_used: int | None = None
+    #: Unique addresses the batch sends: the credits it costs.
+    billable: int = 0
     attempts: int = 0
     retries: int = 0
     last_error: str | None = None
@@ -132,11 +152,18 @@ class RequestProgress:
     emails_by_state: Mapping[str, int]
     batches_total: int
     batches_by_state: Mapping[str, int]
+    #: Credits of the batches Bouncer has (what it charged once known), and of those still to send.
+    credits_spent: int = 0
+    credits_to_spend: int = 0
+
+    @property
+    def finished(self) -> int:
+        """Addresses with an outcome: a result (Bouncer's, cached or local), or given up on."""
+        return sum(self.emails_by_state.get(s, 0) for s in ("completed", "failed", "dead", "invalid"))
 
     @property
     def done(self) -> bool:
-        finished = sum(self.emails_by_state.get(s, 0) for s in ("completed", "failed", "dead"))
-        return self.emails_total > 0 and finished >= self.emails_total
+        return self.emails_total > 0 and self.finished >= self.emails_total
 
 
 @dataclass(frozen=True)
@@ -152,6 +179,9 @@ class ExportRow:
     reason: str | None
     score: int | None
     raw: Mapping[str, Any] | None
+    #: Who answered: bouncer, cache or local (None while unanswered), and when the answer was made.
+    source: str | None = None
+    verified_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ delegates to one query group per concept, the only modules that build select()/i
 - results.py: storing results and exporting a request; dead_letters.py; health.py;
 - timeline.py: a request's credits and times across its batches; tokens.py: the HTTP API's hashed tokens;
   webhooks.py: the webhook delivery log.
+- credits.py: what requests cost, hold in reserve and spent, and which addresses the result cache answers.
 
 Each public method is one transaction and translates database errors into StorageError, password masked
 (transactions.py). Bulk writes go through storage/bulk.py, the engine's fast path.
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bouncer_queue.domain import BatchState, RequestState
 from bouncer_queue.storage.batches import BatchQueries
 from bouncer_queue.storage.claims import ClaimQueries, ClaimResult
+from bouncer_queue.storage.credits import CreditQueries, RequestCredits
 from bouncer_queue.storage.dead_letters import DeadLetterQueries
 from bouncer_queue.storage.health import HealthQueries
 from bouncer_queue.storage.ingest import RequestQueries
@@ -52,7 +54,7 @@ from bouncer_queue.storage.tokens import TokenQueries
 from bouncer_queue.storage.transactions import Database
 from bouncer_queue.storage.webhooks import WebhookQueries
 
-__all__ = ["ClaimResult", "Repository"]
+__all__ = ["ClaimResult", "Repository", "RequestCredits"]
 
 
 class Repository:
@@ -69,6 +71,7 @@ class Repository:
         self._timeline = TimelineQueries(db)
         self._tokens = TokenQueries(db)
         self._webhooks = WebhookQueries(db)
+        self._credits = CreditQueries(db)
 
     # Requests
 
@@ -198,6 +201,20 @@ class Repository:
         server-side cursor, so a million-row export never sits in memory."""
         # Hand out the query group's own generator: re-yielding each row here would cost a step per row.
         return self._results.iter_export(request_id, statuses)
+
+    # Credits
+
+    async def request_credits(self, request_ids: list[str] | None = None) -> list[RequestCredits]:
+        """Credits per request (the active ones unless `request_ids` is given): billable, reserved, spent."""
+        return await self._credits.request_credits(request_ids)
+
+    async def any_cached(self, since: datetime) -> bool:
+        """Whether any result since `since` exists, that the result cache could reuse."""
+        return await self._credits.any_cached(since)
+
+    async def cached_keys(self, keys: Sequence[str], since: datetime) -> set[str]:
+        """Which of `keys` (lower-cased addresses) have an answer since `since` that the result cache reuses."""
+        return await self._credits.cached_keys(keys, since)
 
     # Dead letters
 

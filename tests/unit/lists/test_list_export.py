@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,8 @@ def _row(email: str, extra: dict[str, str] | None = None, **overrides: Any) -> E
         "reason": "accepted_email",
         "score": 100,
         "raw": RAW,
+        "source": "bouncer",
+        "verified_at": datetime(2026, 11, 30, 1, 2, 3, tzinfo=UTC),
     }
     return ExportRow(**(fields | overrides))
 
@@ -64,17 +68,27 @@ async def test_csv_columns_are_the_input_columns_then_the_verdict() -> None:
     table = list(csv.reader(io.StringIO(out.getvalue())))
     assert table[0] == ["email", "name", "company", "city", *RESULT_COLUMNS]
     verdict = ["deliverable", "accepted_email", "100", "no", "no", "yes", "no", "no", "no", "google.com", "0"]
-    assert table[1] == ["ann@example.com", "Ann", "Acme", "", *verdict, "completed"]
+    assert table[1] == [
+        "ann@example.com",
+        "Ann",
+        "Acme",
+        "",
+        *verdict,
+        "completed",
+        "bouncer",
+        "2026-11-30T01:02:03+00:00",
+    ]
     assert table[2][:4] == ["bob@example.com", "Ann", "B", "Rome"]
 
 
 async def test_csv_unverified_rows_have_empty_verdict_cells() -> None:
     out = io.StringIO()
-    row = _row("x@example.com", name=None, state="failed", status=None, reason=None, score=None, raw=None)
+    row = _row("x@example.com", name=None, state="failed", status=None, reason=None, score=None, raw=None, source=None)
+    row = dataclasses.replace(row, verified_at=None)
 
     await write_export(_stream([row]), out, "csv")
 
-    assert out.getvalue().splitlines()[1] == "x@example.com" + "," * (len(RESULT_COLUMNS) + 1) + "failed"
+    assert out.getvalue().splitlines()[1] == "x@example.com" + "," * (len(RESULT_COLUMNS) - 1) + "failed,,"
 
 
 async def test_csv_formula_cells_are_escaped() -> None:
