@@ -74,7 +74,7 @@ def _env(server: SimulatorServer, database_url: str, redis_url: str, prefix: str
             "BOUNCER_API_KEY": API_KEY,
             "BOUNCER_API_BASE_URL": server.base_url,
             "BOUNCER_QUEUE_STATE_DIR": tmp_path / "state",
-            "BATCH_SIZE": 200,
+            "BATCH_SIZE": 20,
             "POLL_INTERVAL_SECONDS": 0.3,
             "RATE_LIMIT_WINDOW_SECONDS": 6,
             "RATE_LIMIT_CREDITS_MAX": 50,
@@ -107,10 +107,10 @@ async def _run_corpus(database_url: str, redis_url: str, prefix: str, tmp_path: 
         assert estimate["credits_at_bouncer"] == before
         rows = _exported(tmp_path / "corpus.verified.csv")
         _assert_every_row_answered(rows, corpus)
-        # _assert_nothing_sent_twice(server)
+        _assert_nothing_sent_twice(server)
 
         again = json.loads(_cli(["estimate", str(listing), "--json"], env, tmp_path))
-        _cli(["verify", str(listing)], env, tmp_path)
+        _cli(["verify", str(listing), "--new"], env, tmp_path)  # a new request, not a resumed one: the cache answers
         assert (again["billable"], before - charged - _balance(server)) == (0, 0)
 
 
