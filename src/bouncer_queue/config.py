@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     webhook_interval_seconds: float = Field(default=5.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # Production: liveness, read replicas
+    #: How often each workers process renews its heartbeat in Redis (`workers list`, `health`, /livez).
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    #: A heartbeat not renewed for this long has expired: that process counts as dead.
+    heartbeat_ttl_seconds: float = Field(default=30.0, gt=0)
+
     @field_validator("bouncer_api_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -150,6 +156,12 @@ class Settings(BaseSettings):
         if value is not None and value.get_secret_value().strip() in {"", "your_bouncer_api_key", "changeme"}:
             raise ValueError("is empty or a placeholder from the example configuration")
         return value
+
+    @model_validator(mode="after")
+    def _heartbeat_outlives_interval(self) -> Settings:
+        if self.heartbeat_ttl_seconds <= self.heartbeat_interval_seconds:
+            raise ValueError("HEARTBEAT_TTL_SECONDS must be longer than HEARTBEAT_INTERVAL_SECONDS")
+        return self
 
     @model_validator(mode="after")
     def _absolute_state_dir(self) -> Settings:

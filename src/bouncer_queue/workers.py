@@ -1,11 +1,13 @@
-"""Running the workers: every queue's worker, the job schedulers, the metrics endpoint, until told to stop.
+"""Running the workers: every queue's worker, the job schedulers, heartbeat, HTTP listener, until told to stop.
 
 `run_workers(manager, stop)` is what `bouncer-queue workers` and `bouncer-queue verify` run. On start, and
 every RECONCILE_INTERVAL_SECONDS after, it offers the ledger's unfinished batches to the queues
 (pipeline/recover.py), so work survives Redis losing its data, with no restart. Several processes, on one
 machine or many, may run this at once: they share the queues, the batch slots (in the database) and the
 rate-limit budget (in the database). With WEBHOOK_SECRET set, it also sends the webhooks of finished requests
-(pipeline/webhooks.py).
+(pipeline/webhooks.py). Each writes a heartbeat to Redis (ops/heartbeat.py) and, with METRICS_PORT set, serves
+/metrics, /livez and /readyz (ops/probes.py) on the listener of ops/listener.py, which also takes routes of other
+features (`run_workers(..., endpoints=...)`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from bouncer_queue import __version__
+from bouncer_queue.bootstrap import worker_name
 from bouncer_queue.errors import QueueBackendError
+from bouncer_queue.ops.heartbeat import Heartbeat, beating, make_info
+from bouncer_queue.ops.listener import Endpoint, serving
+from bouncer_queue.ops.probes import Liveness, LoopMonitor, ops_routes
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.housekeeping import Housekeeping
 from bouncer_queue.pipeline.webhooks import WebhookPolicy, WebhookSender
+from bouncer_queue.queueing.connection import check_reachable
 from bouncer_queue.queueing.worker import JobContext, WorkerPool, build_workers
 from bouncer_queue.service import QueueManager
 
@@ -66,12 +76,23 @@ def build_pool(manager: QueueManager) -> WorkerPool:
     )
 
 
-async def run_workers(manager: QueueManager, stop: asyncio.Event) -> None:
-    """Run every worker until `stop` is set, then close them within the grace period."""
+async def run_workers(manager: QueueManager, stop: asyncio.Event, endpoints: Sequence[Endpoint] = ()) -> None:
+    """Run every worker until `stop` is set, then close them within the grace period.
+
+    `endpoints` are extra HTTP routes for the workers' listener (see ops/listener.py), served beside the
+    operations routes when METRICS_PORT is set, or on their own address.
+    """
     settings = manager.settings
     await reconcile(manager)
     pool = build_pool(manager)
-    async with serving_metrics(manager), reconciling(manager), sending_webhooks(manager):
+    async with (
+        LoopMonitor().running() as loop,
+        heartbeat(manager, pool.queues) as beat,
+        serving_http(manager, Liveness(loop, beat), endpoints),
+        refreshing_metrics(manager),
+        reconciling(manager),
+        sending_webhooks(manager),
+    ):
         await pool.start()
         log.info("workers started", extra={"action": "workers_started"})
         try:
@@ -156,19 +177,46 @@ async def sending_webhooks(manager: QueueManager) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def serving_metrics(manager: QueueManager) -> AsyncIterator[None]:
-    """With METRICS_PORT set: serve the metrics, and refresh the gauges every METRICS_REFRESH_SECONDS."""
+async def heartbeat(manager: QueueManager, queues: Sequence[str]) -> AsyncIterator[Heartbeat]:
+    """This process's heartbeat in Redis, renewed every HEARTBEAT_INTERVAL_SECONDS, withdrawn on exit."""
+    settings = manager.settings
+    client = manager.runtime.redis.open_client()
+    info = make_info(worker_name(), socket.gethostname(), os.getpid(), queues, __version__)
+    beat = Heartbeat(client, settings.queue_prefix, info, settings.heartbeat_ttl_seconds)
+    try:
+        async with beating(beat, settings.heartbeat_interval_seconds):
+            yield beat
+    finally:
+        await client.aclose()
+
+
+def ops_endpoint(manager: QueueManager, liveness: Liveness) -> Endpoint:
+    """/metrics, /livez and /readyz on METRICS_HOST:METRICS_PORT."""
+    settings = manager.settings
+    rt = manager.runtime
+    assert settings.metrics_port is not None
+    readiness = {"redis": lambda: check_reachable(rt.redis), "database": rt.repo.ping}
+    routes = ops_routes(rt.metrics, liveness, readiness)
+    return Endpoint(settings.metrics_host, settings.metrics_port, "METRICS_PORT", routes)
+
+
+@contextlib.asynccontextmanager
+async def serving_http(manager: QueueManager, liveness: Liveness, extra: Sequence[Endpoint]) -> AsyncIterator[None]:
+    """The workers' listener: the operations routes (with METRICS_PORT set) and any `extra` endpoints."""
+    endpoints = list(extra)
+    if manager.settings.metrics_port is not None:
+        endpoints.insert(0, ops_endpoint(manager, liveness))
+    async with serving(endpoints):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def refreshing_metrics(manager: QueueManager) -> AsyncIterator[None]:
+    """With METRICS_PORT set, refresh the gauges every METRICS_REFRESH_SECONDS."""
     settings = manager.settings
     if settings.metrics_port is None:
         yield
         return
-    server = manager.runtime.metrics.serve(settings.metrics_port, settings.metrics_host)
-    log.info(
-        "metrics on http://%s:%d/",
-        server.host,
-        server.port,
-        extra={"action": "metrics_serving", "host": server.host, "port": server.port},
-    )
     refresher = asyncio.create_task(refresh_metrics(manager, settings.metrics_refresh_seconds), name="metrics")
     try:
         yield
@@ -176,7 +224,6 @@ async def serving_metrics(manager: QueueManager) -> AsyncIterator[None]:
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
-        server.close()
 
 
 async def refresh_metrics(manager: QueueManager, every_seconds: float) -> None:
