@@ -12,25 +12,22 @@ import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
 from contextlib import AsyncExitStack
-from typing import Any
 
 import httpx
 
 from bouncer_queue import access
 from bouncer_queue.access import IssuedToken, Scope
 from bouncer_queue.bootstrap import Runtime, open_runtime
-from bouncer_queue.bouncer import AuthError, Forbidden
 from bouncer_queue.bouncer.client import ApiKeyProvider
 from bouncer_queue.config import Settings
-from bouncer_queue.domain import BatchState, Priority, RequestState
-from bouncer_queue.errors import QueueBackendError
-from bouncer_queue.ops.health import HealthReport, HealthSnapshot, Thresholds, evaluate, log_alerts, process_rss_mb
+from bouncer_queue.domain import Priority, RequestState
+from bouncer_queue.ops.health import HealthProbe, HealthReport, report_without_runtime
+from bouncer_queue.ops.heartbeat import WorkerInfo, live_workers
 from bouncer_queue.ops.metrics import Metrics
 from bouncer_queue.ops.redact import Redactor
 from bouncer_queue.pipeline import deadletter, recover
 from bouncer_queue.pipeline.ingest import AddResult, EmailInput, Tracking, add_emails_to_queue
-from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, WORK_QUEUES, check_queue_name
-from bouncer_queue.storage.db import make_engine
+from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, check_queue_name
 from bouncer_queue.storage.records import (
     ApiToken,
     BatchRecord,
@@ -41,7 +38,6 @@ from bouncer_queue.storage.records import (
     RequestRecord,
     WebhookDelivery,
 )
-from bouncer_queue.storage.repository import Repository
 from bouncer_queue.tracking import RequestStatus, status_of
 
 log = logging.getLogger(__name__)
@@ -233,162 +229,35 @@ class QueueManager:
         letters = await self.dead_letters(limit=10_000)
         return sum([await self.replay_dead_letter(letter.id) for letter in letters])
 
-    # Health (seed, "Monitoring and Health")
+    # Health (seed, "Monitoring and Health"): probing lives in ops/health
 
-    async def get_health_status(self, *, record: bool = False) -> HealthReport:
-        """Probe Redis, the database and Bouncer, and judge the result against the alert thresholds."""
-        snapshot = await self._snapshot()
-        report = evaluate(snapshot, Thresholds.from_settings(self.settings))
-        if record:
-            await self._record(report)
-            log_alerts(report, log)
-        return report
+    @property
+    def health(self) -> HealthProbe:
+        return HealthProbe(self.runtime, self._started_at)
+
+    async def get_health_status(self, *, live: bool = False, record: bool = False) -> HealthReport:
+        """Probe Redis, the database and the workers; credits as last recorded, or asked of Bouncer when `live`."""
+        return await self.health.report(live=live, record=record)
 
     async def refresh_metrics(self) -> None:
         """Set the queue, rate-limit and batch gauges from Redis and the database; no Bouncer call."""
-        errors: dict[str, str] = {}
-        counts = await self._counts(errors)
-        usage = await self._utilization(errors)
-        in_flight = await self.runtime.repo.in_flight_count()
-        self._publish(counts, usage, in_flight, None)
+        await self.health.refresh_metrics()
 
     async def health_history(self, limit: int = 20) -> list[HealthMetric]:
         return await self.runtime.repo.recent_health_metrics(limit)
 
-    async def _snapshot(self) -> HealthSnapshot:
-        rt = self.runtime
-        errors: dict[str, str] = {}
-        redis_ms, redis_mem, redis_max = await self._redis_probe(errors)
-        db_ms = await self._database_probe(errors)
-        credits = await self._credits_probe(errors)
-        counts = await self._counts(errors)
-        usage = await self._utilization(errors)
-        backlog = sum(counts.get(q, {}).get(s, 0) for q in WORK_QUEUES for s in ("waiting", "delayed"))
-        failed = sum(counts.get(q, {}).get("failed", 0) for q in WORK_QUEUES)
-        in_flight = await rt.repo.in_flight_count() if db_ms is not None else 0
-        gate_closed = await rt.credits_gate.is_closed() if redis_ms is not None else False
-        key_refused = await self.api_key_refused() if redis_ms is not None else None
-        oldest = await rt.admin.oldest_waiting_age_seconds() if redis_ms is not None else None
-        self._publish(counts, usage, in_flight, credits)
-        return HealthSnapshot(
-            redis_ok=redis_ms is not None,
-            redis_latency_ms=redis_ms,
-            database_ok=db_ms is not None,
-            database_latency_ms=db_ms,
-            bouncer_ok="bouncer" not in errors,
-            credits_left=credits,
-            rate_limit_utilization=usage,
-            process_rss_mb=process_rss_mb(),
-            redis_used_memory_mb=redis_mem,
-            redis_maxmemory_mb=redis_max,
-            uptime_seconds=time.monotonic() - self._started_at,
-            batches_in_flight=in_flight,
-            max_batches=self.settings.max_concurrent_batches,
-            backlog=backlog,
-            failed_jobs=failed,
-            oldest_waiting_age_seconds=oldest,
-            credits_exhausted=gate_closed,
-            api_key_refused=key_refused,
-            errors=errors,
-        )
-
-    async def _redis_probe(self, errors: dict[str, str]) -> tuple[float | None, float | None, float | None]:
+    async def live_workers(self) -> list[WorkerInfo]:
+        """The workers processes whose heartbeat has not expired."""
         client = self.runtime.redis.open_client()
         try:
-            started = time.perf_counter()
-            info: dict[str, Any] = await client.info("memory")
-            latency = (time.perf_counter() - started) * 1000
-        except Exception as exc:  # any failure is a finding of the probe, not an error of the health call
-            errors["redis"] = f"{type(exc).__name__}: {self._scrub(str(exc))}"
-            return None, None, None
+            return await live_workers(client, self.settings.queue_prefix)
         finally:
             await client.aclose()
-        mb = 1024 * 1024
-        maxmemory = float(info.get("maxmemory", 0) or 0)
-        return latency, float(info.get("used_memory", 0)) / mb, (maxmemory / mb) or None
-
-    async def _database_probe(self, errors: dict[str, str]) -> float | None:
-        try:
-            return await self.runtime.repo.ping() * 1000
-        except Exception as exc:
-            errors["database"] = self._scrub(str(exc))
-            return None
-
-    async def _credits_probe(self, errors: dict[str, str]) -> int | None:
-        """Credits left at Bouncer; also reopens the credits gate when they are back."""
-        rt = self.runtime
-        try:
-            decision = await rt.limiter.acquire(["credits"], "credits")
-            if not decision.allowed:
-                return None  # Bouncer allows 10 credit checks a minute; skipping one is not a failure
-            credits = await rt.bouncer.credits()
-        except (AuthError, Forbidden) as exc:
-            await rt.auth_gate.close(str(exc))
-            errors["bouncer"] = self._scrub(str(exc))
-            return None
-        except Exception as exc:
-            errors["bouncer"] = self._scrub(str(exc))
-            return None
-        await rt.auth_gate.open()  # the key in force was just accepted
-        if await rt.credits_gate.is_closed() and credits >= await self._credits_needed():
-            await rt.credits_gate.open()
-            log.warning("Bouncer credits are back; submissions resume", extra={"action": "credits_restored"})
-        return credits
 
     async def api_key_refused(self) -> str | None:
         """Why Bouncer refused the API key in force (the auth gate is closed), or None."""
         gate = self.runtime.auth_gate
         return await gate.reason() if await gate.is_closed() else None
-
-    async def _credits_needed(self) -> int:
-        """What the smallest waiting batch costs: reopening the gate for less would only earn another 402."""
-        pending = await self.runtime.repo.batches_in_states([BatchState.PENDING])
-        return min((b.quantity for b in pending), default=1)
-
-    async def _counts(self, errors: dict[str, str]) -> dict[str, dict[str, int]]:
-        try:
-            return await self.runtime.admin.counts()
-        except Exception as exc:
-            errors.setdefault("redis", self._scrub(str(exc)))
-            return {}
-
-    async def _utilization(self, errors: dict[str, str]) -> dict[str, float]:
-        try:
-            usage = await self.runtime.limiter.usage()
-        except Exception as exc:
-            errors.setdefault("database", self._scrub(str(exc)))
-            return {}
-        return {name: used / limit if limit else 0.0 for name, (used, limit) in usage.items()}
-
-    def _publish(
-        self, counts: dict[str, dict[str, int]], usage: dict[str, float], in_flight: int, credits: int | None
-    ) -> None:
-        metrics = self.runtime.metrics
-        metrics.set_queue_counts(counts)
-        for budget, value in usage.items():
-            metrics.set_rate_limit_utilization(budget, value)
-        metrics.set_batches_in_flight(in_flight)
-        if credits is not None:
-            metrics.set_credits_left(credits)
-
-    async def _record(self, report: HealthReport) -> None:
-        data = report.to_dict()
-        snap = data.get("snapshot", {})
-        numbers = {
-            "backlog": snap.get("backlog"),
-            "failed_jobs": snap.get("failed_jobs"),
-            "rate_limit_utilization": max((snap.get("rate_limit_utilization") or {}).values(), default=None),
-            "memory_mb": snap.get("process_rss_mb"),
-            "redis_latency_ms": snap.get("redis_latency_ms"),
-            "batches_in_flight": snap.get("batches_in_flight"),
-            "credits_left": snap.get("credits_left"),
-        }
-        alerts = tuple(alert.name for alert in report.alerts)
-        metric = HealthMetric(status=report.status, snapshot=data, alerts=alerts)
-        await self.runtime.repo.record_health_metric(metric, numbers)
-
-    def _scrub(self, text: str) -> str:
-        return scrub(self.settings, text)
 
 
 def scrub(settings: Settings, text: str) -> str:
@@ -396,53 +265,17 @@ def scrub(settings: Settings, text: str) -> str:
     return Redactor(settings.secrets()).redact(text)
 
 
-async def check_health(settings: Settings) -> HealthReport:
+async def check_health(settings: Settings, *, live: bool = False) -> HealthReport:
     """The health report, also when the system cannot start: Redis or the database down is a finding, not a crash."""
     manager = QueueManager(settings)
     try:
         await manager.start()
     except Exception as exc:
-        return await _report_without_runtime(settings, exc)
+        return await report_without_runtime(settings, exc)
     try:
-        return await manager.get_health_status()
+        return await manager.get_health_status(live=live)
     finally:
         await manager.stop()
-
-
-async def _report_without_runtime(settings: Settings, error: Exception) -> HealthReport:
-    """Why start() failed, as a report: Redis refused (QueueBackendError), or the database (probed on its own)."""
-    errors: dict[str, str] = {}
-    redis_ok = not isinstance(error, QueueBackendError)
-    if not redis_ok:
-        errors["redis"] = scrub(settings, str(error))
-    database_ok = await _database_reachable(settings, errors)
-    if redis_ok and database_ok:
-        # Both answer, yet the runtime would not open: the schema is behind, for example.
-        database_ok = False
-        errors["database"] = scrub(settings, f"{type(error).__name__}: {error}")
-    snapshot = HealthSnapshot(
-        redis_ok=redis_ok,
-        database_ok=database_ok,
-        bouncer_ok=True,  # not probed: without Redis and the database the verdict is unhealthy anyway
-        max_batches=settings.max_concurrent_batches,
-        process_rss_mb=process_rss_mb(),
-        errors=errors,
-    )
-    report = evaluate(snapshot, Thresholds.from_settings(settings))
-    log.warning("health: %s", "; ".join(report.problems), extra={"action": "health_unhealthy"})
-    return report
-
-
-async def _database_reachable(settings: Settings, errors: dict[str, str]) -> bool:
-    engine = make_engine(settings.effective_database_url(), pool_size=1, ssl=settings.database_ssl)
-    try:
-        await Repository(engine).ping()
-    except Exception as exc:
-        errors["database"] = scrub(settings, f"{type(exc).__name__}: {exc}")
-        return False
-    finally:
-        await engine.dispose()
-    return True
 
 
 __all__ = ["ALL_QUEUES", "DEAD_LETTER", "QueueManager", "check_health"]

@@ -45,7 +45,7 @@ def build_pool(manager: QueueManager) -> WorkerPool:
     settings = manager.settings
 
     async def health_check() -> None:
-        await manager.get_health_status(record=True)
+        await manager.get_health_status(live=True, record=True)
 
     housekeeping = Housekeeping(
         repo=rt.repo,

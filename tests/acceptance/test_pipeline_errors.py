@@ -93,13 +93,13 @@ async def test_402_dead_letters_closes_the_gate_and_replay_finishes(system: Syst
             # A few credits, fewer than the waiting batch costs: the gate stays closed (no second 402).
             few = await http.post(f"{server.root_url}/__simulator/credits", json={"api_key": API_KEY, "credits": 5})
             few.raise_for_status()
-            await manager.get_health_status()
+            await manager.get_health_status(live=True)
             assert await gate.is_closed()
             topped = await http.post(
                 f"{server.root_url}/__simulator/credits", json={"api_key": API_KEY, "credits": 1_000}
             )
         topped.raise_for_status()
-        await manager.get_health_status()
+        await manager.get_health_status(live=True)
         assert not await gate.is_closed()
         assert await manager.replay_all_dead_letters() == 1
         await wait_until_done(manager, added.request_id)

@@ -32,7 +32,16 @@ def _root(
 app.command()(cli_jobs.verify)
 app.command()(cli_jobs.submit)
 app.command()(cli_jobs.results)
-app.command()(cli_jobs.workers)
+
+
+@cli_ops.workers_app.callback(invoke_without_command=True)
+def _workers(ctx: typer.Context) -> None:
+    """Run every queue worker and scheduler until SIGINT/SIGTERM; `workers list` shows the live processes."""
+    if ctx.invoked_subcommand is None:
+        cli_jobs.workers()
+
+
+app.add_typer(cli_ops.workers_app, name="workers")
 app.command()(cli_ops.stats)
 app.command()(cli_ops.health)
 app.command()(cli_ops.pause)

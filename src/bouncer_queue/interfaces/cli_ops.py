@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import typer
@@ -19,6 +20,7 @@ T = TypeVar("T")
 
 STATES = ("waiting", "active", "completed", "failed", "delayed", "paused")
 
+workers_app = typer.Typer(help="Run the workers (no subcommand), or list the live ones.")
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: jobs given up on.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.")
 
@@ -100,10 +102,13 @@ def _health_table(report: dict[str, object]) -> Table:
 
 def health(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="Ask Bouncer for the credits now (spends one of its 10 checks a minute).")
+    ] = False,
     history: Annotated[bool, typer.Option("--history", help="Show the recorded health checks instead.")] = False,
     limit: Annotated[int, typer.Option(help="How many history rows.")] = 20,
 ) -> None:
-    """System health; exits 1 when unhealthy, so it can serve as a probe."""
+    """System health; exits 1 when unhealthy, so it can serve as a probe. Credits are the last recorded figure."""
     if history:
         rows = with_manager(lambda m: m.health_history(limit))
         table = Table(title="recent health checks")
@@ -115,7 +120,7 @@ def health(
         return
     settings = load_settings()
     setup_logging(settings)
-    report = run(settings, lambda: check_health(settings)).to_dict()
+    report = run(settings, lambda: check_health(settings, live=live)).to_dict()
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
     else:
@@ -220,6 +225,24 @@ def dlq_replay(
         console.print(f"[red]dead letter {letter_id} does not exist or was already replayed[/red]")
         raise typer.Exit(1)
     console.print(f"dead letter {letter_id} replayed")
+
+
+@workers_app.command("list")
+def workers_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The workers processes alive now (their heartbeat in Redis has not expired)."""
+    found = with_manager(lambda m: m.live_workers())
+    if as_json:
+        typer.echo(json.dumps([w.to_dict() for w in found], indent=2))
+        return
+    table = Table(title=f"{len(found)} live workers processes")
+    for column in ("host", "pid", "version", "started", "last beat", "queues"):
+        table.add_column(column)
+    for w in found:
+        started, beat = (
+            datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds") for t in (w.started_at, w.last_beat)
+        )
+        table.add_row(w.host, str(w.pid), w.version, started, beat, ", ".join(w.queues))
+    console.print(table)
 
 
 def recover() -> None:

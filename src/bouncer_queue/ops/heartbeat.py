@@ -43,8 +43,13 @@ class WorkerInfo:
     started_at: float
     last_beat: float
 
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["queues"] = list(self.queues)
+        return data
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> WorkerInfo:

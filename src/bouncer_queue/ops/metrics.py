@@ -70,6 +70,11 @@ class Metrics:
             "rate_limit_utilization", "Share of a Bouncer rate-limit budget in use (0-1).", ["budget"], registry=reg
         )
         self._in_flight = Gauge("batches_in_flight", "Bouncer batches submitted and not yet finished.", registry=reg)
+        self._oldest = Gauge(
+            "oldest_waiting_job_age_seconds",
+            "How long the oldest job ready to run on a work queue has waited (0: none waits).",
+            registry=reg,
+        )
         self._credits = Gauge("credits_left", "Bouncer credits left on the account.", registry=reg)
         self._processed = Counter(
             "jobs_processed_total", "Jobs finished, successful or not.", ["queue", "job"], registry=reg
@@ -116,6 +121,10 @@ class Metrics:
 
     def set_batches_in_flight(self, n: int) -> None:
         self._in_flight.set(n)
+
+    def set_oldest_waiting_age(self, seconds: float | None) -> None:
+        """How long the oldest ready job has waited; 0 when none waits."""
+        self._oldest.set(seconds or 0.0)
 
     def set_credits_left(self, n: int | float) -> None:
         self._credits.set(n)
