@@ -28,9 +28,11 @@ from bouncer_queue.bootstrap import worker_name
 from bouncer_queue.errors import QueueBackendError
 from bouncer_queue.ops.heartbeat import Heartbeat, beating, make_info
 from bouncer_queue.ops.listener import Endpoint, serving
+from bouncer_queue.ops.metrics import JobOutcome
 from bouncer_queue.ops.probes import Liveness, LoopMonitor, ops_routes
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.housekeeping import Housekeeping
+from bouncer_queue.pipeline.outcomes import Defer
 from bouncer_queue.pipeline.webhooks import WebhookPolicy, WebhookSender
 from bouncer_queue.queueing.connection import check_reachable
 from bouncer_queue.queueing.worker import JobContext, WorkerPool, build_workers
@@ -58,13 +60,22 @@ def build_pool(manager: QueueManager) -> WorkerPool:
 
     async def process(job_name: str, data: Mapping[str, Any], job: JobContext) -> Any:
         started = time.perf_counter()
-        ok = False
+        outcome: JobOutcome = "failed"
         try:
             result = await dispatcher.run(job_name, data)
-            ok = True
+            outcome = "completed"
             return result
+        except Defer:
+            outcome = "deferred"
+            raise
         finally:
-            rt.metrics.observe_job(job.queue, job_name, time.perf_counter() - started, ok)
+            rt.metrics.observe_job(job.queue, job_name, time.perf_counter() - started, outcome)
+
+    async def on_final_failure(
+        queue: str, job_name: str, data: Mapping[str, Any], error: BaseException, attempts: int
+    ) -> None:
+        await dispatcher.on_final_failure(queue, job_name, data, error, attempts)
+        rt.metrics.dead_lettered(queue, job_name)
 
     return build_workers(
         rt.redis.bullmq_connection(),
@@ -72,7 +83,7 @@ def build_pool(manager: QueueManager) -> WorkerPool:
         settings.queue_tuning(),
         process,
         drain_delay_seconds=settings.worker_drain_delay_seconds,
-        on_final_failure=dispatcher.on_final_failure,
+        on_final_failure=on_final_failure,
     )
 
 
