@@ -196,11 +196,16 @@ class QueueManager:
     # Queue operations (seed, "Queue Operations")
 
     async def get_queue_stats(self) -> dict[str, dict[str, int]]:
+        """Job counts by queue and state, each job in one state (QueueAdmin.counts)."""
         return await self.runtime.admin.counts()
 
     async def paused_queues(self) -> list[str]:
         """The queues that are paused now."""
         return [queue for queue in ALL_QUEUES if await self.runtime.admin.is_paused(queue)]
+
+    async def get_bullmq_stats(self) -> dict[str, dict[str, int | bool]]:
+        """BullMQ's own job counts by queue, plus isPaused: what bull-board and Node's Queue.getJobCounts show."""
+        return await self.runtime.admin.bullmq_counts()
 
     async def pause_queue(self, queue: str) -> None:
         await self.runtime.admin.pause(check_queue_name(queue))

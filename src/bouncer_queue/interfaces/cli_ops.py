@@ -13,12 +13,15 @@ from rich.live import Live
 from rich.table import Table
 
 from bouncer_queue.interfaces.common import console, load_settings, run, setup_logging
+from bouncer_queue.queueing.admin import BULLMQ_TYPES
 from bouncer_queue.queueing.names import ALL_QUEUES, check_queue_name
 from bouncer_queue.service import QueueManager, check_health
 
 T = TypeVar("T")
+Stats = dict[str, dict[str, int | bool]]
 
-STATES = ("waiting", "active", "completed", "failed", "delayed", "paused")
+#: BullMQ's own job types, as bull-board and Node's getJobCounts name them.
+STATES = BULLMQ_TYPES
 
 workers_app = typer.Typer(help="Run the workers (no subcommand), or list the live ones.")
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: jobs given up on.")
@@ -44,14 +47,15 @@ def _queue(name: str) -> str:
         raise typer.BadParameter(str(exc)) from None
 
 
-def stats_table(counts: dict[str, dict[str, int]]) -> Table:
-    table = Table(title="queue statistics")
+def stats_table(counts: Stats) -> Table:
+    table = Table(title="queue statistics (BullMQ's counts)")
     table.add_column("queue", no_wrap=True)
     for state in STATES:
         table.add_column(state, justify="right")
     for queue in ALL_QUEUES:
         row = counts.get(queue, {})
-        table.add_row(queue, *(str(row.get(s, 0)) for s in STATES))
+        name = f"{queue} (paused)" if row.get("isPaused") else queue
+        table.add_row(name, *(str(row.get(s, 0)) for s in STATES))
     return table
 
 
@@ -59,21 +63,21 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     watch: Annotated[float | None, typer.Option(help="Refresh every N seconds until Ctrl+C.", min=0.1)] = None,
 ) -> None:
-    """Job counts of every queue (the seed's console.table of getQueueStats)."""
+    """Job counts of every queue, as BullMQ counts them, and whether it is paused."""
     if watch is None:
-        _print_stats(with_manager(lambda m: m.get_queue_stats()), as_json)
+        _print_stats(with_manager(lambda m: m.get_bullmq_stats()), as_json)
         return
     every = watch
 
     async def redraw(manager: QueueManager) -> None:
-        with Live(stats_table(await manager.get_queue_stats()), console=console) as live:
+        with Live(stats_table(await manager.get_bullmq_stats()), console=console) as live:
             while True:
                 await asyncio.sleep(every)
-                live.update(stats_table(await manager.get_queue_stats()))
+                live.update(stats_table(await manager.get_bullmq_stats()))
 
     async def append(manager: QueueManager) -> None:
         while True:
-            _print_stats(await manager.get_queue_stats(), as_json, compact=True)
+            _print_stats(await manager.get_bullmq_stats(), as_json, compact=True)
             await asyncio.sleep(every)
 
     # A terminal gets one table redrawn in place; a pipe or a file gets every refresh appended (JSON: one line each).
@@ -81,7 +85,7 @@ def stats(
     with_manager(redraw if in_place else append, interrupt_ends=True)
 
 
-def _print_stats(counts: dict[str, dict[str, int]], as_json: bool, *, compact: bool = False) -> None:
+def _print_stats(counts: Stats, as_json: bool, *, compact: bool = False) -> None:
     if not as_json:
         console.print(stats_table(counts))
     elif compact:

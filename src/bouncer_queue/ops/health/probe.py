@@ -115,11 +115,10 @@ class HealthProbe:
             uptime_seconds=time.monotonic() - self._started_at,
             batches_in_flight=in_flight,
             max_batches=self._rt.settings.max_concurrent_batches,
-            backlog=_total(counts, WORK_QUEUES, ("waiting", "delayed")),
+            backlog=_total(counts, WORK_QUEUES, ("waiting", "paused", "delayed")),
             failed_jobs=_total(counts, WORK_QUEUES, ("failed",)),
-            # A paused queue's waiting jobs wait for the operator, not for a worker.
-            pipeline_jobs=_total(counts, PIPELINE_QUEUES, ("waiting", "delayed", "active"))
-            - _total(counts, PIPELINE_QUEUES, ("paused",)),
+            # A paused queue's jobs wait for the operator, not for a worker.
+            pipeline_jobs=_total(counts, PIPELINE_QUEUES, ("waiting", "delayed", "active")),
             oldest_waiting_age_seconds=oldest,
             workers_alive=None if found.workers is None else len(found.workers),
             workers=tuple(w.to_dict() for w in found.workers or ()),

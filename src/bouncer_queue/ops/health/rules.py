@@ -51,7 +51,7 @@ class HealthSnapshot:
     uptime_seconds: float = 0.0
     batches_in_flight: int = 0
     max_batches: int = 0
-    #: Waiting plus delayed jobs over all queues.
+    #: Waiting, paused and delayed jobs over the work queues.
     backlog: int = 0
     failed_jobs: int = 0
     oldest_waiting_age_seconds: float | None = None
@@ -168,7 +168,7 @@ def _problem(component: str, text: str, errors: Mapping[str, str]) -> str:
 
 def _alerts(s: HealthSnapshot, t: Thresholds) -> list[Alert]:
     candidates = [
-        _over("backlog", s.backlog, t.backlog, "queue backlog (waiting + delayed jobs)"),
+        _over("backlog", s.backlog, t.backlog, "queue backlog (waiting, paused and delayed jobs)"),
         _over("failed_jobs", s.failed_jobs, t.failed_jobs, "failed jobs"),
         _over("memory", s.process_rss_mb, t.memory_mb, "process memory (MiB)"),
         _redis_memory(s, t),
