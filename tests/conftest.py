@@ -37,19 +37,6 @@ def require_service(name: str, url: str, default_port: int) -> str:
     pytest.skip(message)
 
 
-def require_tool(name: str, hint: str) -> str:
-    """Return the path of the command `name`, or skip (fail under CI=true) when it is not installed."""
-    import shutil
-
-    path = shutil.which(name)
-    if path is not None:
-        return path
-    message = f"{name} is not installed ({hint})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message}; CI runs every suite, so this is a failure, not a skip")
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     return require_service("PostgreSQL", POSTGRES_URL, 5432)

@@ -37,6 +37,7 @@ from bouncer_queue.pipeline.webhooks import WebhookPolicy, WebhookSender
 from bouncer_queue.queueing.connection import check_reachable
 from bouncer_queue.queueing.worker import JobContext, WorkerPool, build_workers
 from bouncer_queue.service import QueueManager
+from bouncer_queue.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def build_pool(manager: QueueManager) -> WorkerPool:
         try:
             result = await dispatcher.run(job_name, data)
             outcome = "completed"
-            return result
+            return await job_summary(rt.repo, job_name, data, result)
         except Defer:
             outcome = "deferred"
             raise
@@ -84,7 +85,27 @@ def build_pool(manager: QueueManager) -> WorkerPool:
         process,
         drain_delay_seconds=settings.worker_drain_delay_seconds,
         on_final_failure=on_final_failure,
+        name=worker_name(),
     )
+
+
+async def job_summary(repo: Repository, job_name: str, data: Mapping[str, Any], result: Any) -> dict[str, Any]:
+    """What a job returns to BullMQ (QueueEvents, bull-board): a stage's own dict, else the batch's state and
+    counts after the job, so Node's tools show more than `null`."""
+    summary: dict[str, Any] = {"job_name": job_name}
+    if isinstance(result, Mapping):
+        return summary | dict(result)
+    batch_id = data.get("batch_id")
+    batch = await repo.get_batch(batch_id) if isinstance(batch_id, int) else None
+    if batch is None:
+        return summary
+    return summary | {
+        "batch_id": batch.id,
+        "request_id": batch.request_id,
+        "state": str(batch.status),
+        "emails": batch.quantity,
+        "retries": batch.retries,
+    }
 
 
 async def run_workers(manager: QueueManager, stop: asyncio.Event, endpoints: Sequence[Endpoint] = ()) -> None:

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bouncer_queue.ops.metrics import Metrics
-from conftest import require_tool
+from tool_support import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "bouncer-queue.rules.yml"
