@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Production: liveness, read replicas
+    #: A read replica of DATABASE_URL for the monitoring reads (stats, health, progress, export, history).
+    database_read_url: SecretStr | None = None
     #: How often each workers process renews its heartbeat in Redis (`workers list`, `health`, /livez).
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
     #: A heartbeat not renewed for this long has expired: that process counts as dead.
@@ -176,6 +178,12 @@ class Settings(BaseSettings):
             return self.database_url.get_secret_value()
         return f"sqlite+aiosqlite:///{self.state_dir / 'bouncer-queue.db'}"
 
+    def read_database_url(self) -> str:
+        """DATABASE_READ_URL (a replica for monitoring reads), or the database itself."""
+        if self.database_read_url is not None:
+            return self.database_read_url.get_secret_value()
+        return self.effective_database_url()
+
     def external_redis_url(self) -> str | None:
         """REDIS_URL, or one built from REDIS_HOST/PORT/PASSWORD; None means: use the embedded Valkey."""
         if self.redis_url is not None:
@@ -213,5 +221,6 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value in force, for the log redactor."""
         values = [self.bouncer_api_key, self.redis_password, self.redis_url, self.database_url, self.webhook_secret]
+        values.append(self.database_read_url)
         found = [v.get_secret_value() for v in values if v is not None]
         return [s for s in found if s]

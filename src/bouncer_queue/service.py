@@ -163,11 +163,13 @@ class QueueManager:
     async def webhook_deliveries(self, request_id: str | None = None) -> list[WebhookDelivery]:
         return await self.runtime.repo.list_webhook_deliveries(request_id)
 
+    # Monitoring reads go to DATABASE_READ_URL's replica when one is configured (runtime.read_repo).
+
     async def request_progress(self, request_id: str) -> RequestProgress:
-        return await self.runtime.repo.request_progress(request_id)
+        return await self.runtime.read_repo.request_progress(request_id)
 
     def export(self, request_id: str, statuses: Collection[str] | None = None) -> AsyncIterator[ExportRow]:
-        return self.runtime.repo.iter_export(request_id, statuses)
+        return self.runtime.read_repo.iter_export(request_id, statuses)
 
     async def recover(self) -> int:
         """Re-enqueue the next job of every unfinished batch from the database (after a Redis loss)."""
@@ -222,7 +224,7 @@ class QueueManager:
     # Dead letters
 
     async def dead_letters(self, *, include_replayed: bool = False, limit: int = 100) -> list[DeadLetter]:
-        return await self.runtime.repo.list_dead_letters(include_replayed=include_replayed, limit=limit)
+        return await self.runtime.read_repo.list_dead_letters(include_replayed=include_replayed, limit=limit)
 
     async def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
         return await self.runtime.repo.get_dead_letter(letter_id)
@@ -231,7 +233,8 @@ class QueueManager:
         return await deadletter.replay(self.runtime.ctx, letter_id)
 
     async def replay_all_dead_letters(self) -> int:
-        letters = await self.dead_letters(limit=10_000)
+        # From the primary: a replica's lag must not leave the newest letters out of "all".
+        letters = await self.runtime.repo.list_dead_letters(limit=10_000)
         return sum([await self.replay_dead_letter(letter.id) for letter in letters])
 
     # Health (seed, "Monitoring and Health"): probing lives in ops/health
@@ -249,7 +252,7 @@ class QueueManager:
         await self.health.refresh_metrics()
 
     async def health_history(self, limit: int = 20) -> list[HealthMetric]:
-        return await self.runtime.repo.recent_health_metrics(limit)
+        return await self.runtime.read_repo.recent_health_metrics(limit)
 
     async def live_workers(self) -> list[WorkerInfo]:
         """The workers processes whose heartbeat has not expired."""

@@ -1,7 +1,8 @@
 """Health probing: gathers a `HealthSnapshot` from a running system, judges it (rules.py), records it.
 
-`HealthProbe` reads Redis (latency, memory, the queues, the workers' heartbeats), the database (a round trip,
-batches in flight, rate-limit use) and Bouncer's credits. Credits are asked of Bouncer only when `live`: the
+`HealthProbe` reads Redis (latency, memory, the queues, the workers' heartbeats), the database (a round trip to
+the primary; batches in flight and the recorded credits from DATABASE_READ_URL's replica when set; rate-limit use)
+and Bouncer's credits. Credits are asked of Bouncer only when `live`: the
 scheduled health-check job does so (and records the figure with its row); `bouncer-queue health` reads the figure
 that job recorded, so a probe spends none of Bouncer's 10 credit checks a minute and answers in milliseconds.
 Every failure of a probe is a finding in the snapshot, never an exception. `report_without_runtime` builds the
@@ -82,7 +83,7 @@ class HealthProbe:
         db_ms = await self._probe_database(found)
         await (self._credits_live(found) if live else self._credits_recorded(found))
         found.usage = await self._utilization(found.errors)
-        in_flight = await self._rt.repo.in_flight_count() if db_ms is not None else 0
+        in_flight = await self._rt.read_repo.in_flight_count() if db_ms is not None else 0
         gate_closed = await self._rt.credits_gate.is_closed() if found.redis_ms is not None else False
         found.key_refused = await self._key_refused() if found.redis_ms is not None else None
         oldest = await self._rt.admin.oldest_waiting_age_seconds() if found.redis_ms is not None else None
@@ -132,7 +133,7 @@ class HealthProbe:
         errors: dict[str, str] = {}
         counts = await self._counts(errors)
         usage = await self._utilization(errors)
-        in_flight = await self._rt.repo.in_flight_count()
+        in_flight = await self._rt.read_repo.in_flight_count()
         oldest = await self._rt.admin.oldest_waiting_age_seconds()
         self.publish(counts, usage, in_flight, None, oldest)
 
@@ -180,7 +181,7 @@ class HealthProbe:
     async def _credits_recorded(self, found: _Findings) -> None:
         """The credits figure the last scheduled check recorded; no Bouncer call."""
         try:
-            latest = await self._rt.repo.latest_credits()
+            latest = await self._rt.read_repo.latest_credits()
         except Exception:  # the database probe already reports an unreachable database
             return
         if latest is not None:
