@@ -98,7 +98,7 @@ async def open_runtime(
         )
         stack.push_async_callback(bouncer.aclose)
         enqueuer = BullmqEnqueuer(
-            redis.bullmq_connection(),
+            redis,
             settings.queue_prefix,
             attempts=settings.job_attempts,
             backoff_ms=settings.job_backoff_ms,
@@ -106,7 +106,7 @@ async def open_runtime(
             keep_failed=settings.keep_failed_jobs,
         )
         stack.push_async_callback(enqueuer.close)
-        admin = QueueAdmin(redis.bullmq_connection(), settings.queue_prefix)
+        admin = QueueAdmin(redis, settings.queue_prefix)
         stack.push_async_callback(admin.close)
         flags_client = redis.open_client()
         stack.push_async_callback(flags_client.aclose)

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     redis_host: str | None = None
     redis_port: int = 6379
     redis_password: SecretStr | None = None
+    #: REDIS_URL (or REDIS_HOST) names one node of a Redis Cluster; QUEUE_PREFIX's hash tag keeps us in one slot.
+    redis_cluster: bool = False
     #: bullmq key prefix. The braces are a Redis Cluster hash tag: every key of every queue lands in one slot.
     queue_prefix: str = "{bouncer}"
 

@@ -79,7 +79,7 @@ def build_pool(manager: QueueManager) -> WorkerPool:
         rt.metrics.dead_lettered(queue, job_name)
 
     return build_workers(
-        rt.redis.bullmq_connection(),
+        rt.redis,
         settings.queue_prefix,
         settings.queue_tuning(),
         process,

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import redis.asyncio as aioredis
+from bouncer_queue.queueing.connection import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Heartbeat:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         prefix: str,
         info: WorkerInfo,
         ttl_seconds: float,
@@ -99,7 +99,7 @@ class Heartbeat:
         await self._client.srem(_index_key(self._prefix), self._info.id)
 
 
-async def live_workers(client: aioredis.Redis, prefix: str) -> list[WorkerInfo]:
+async def live_workers(client: RedisClient, prefix: str) -> list[WorkerInfo]:
     """The workers processes whose heartbeat has not expired, oldest first; expired ids are pruned."""
     ids = sorted(_text(member) for member in await client.smembers(_index_key(prefix)))
     if not ids:
