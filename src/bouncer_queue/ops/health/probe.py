@@ -91,9 +91,9 @@ class HealthProbe:
         return self._assemble(found, db_ms, in_flight, gate_closed, oldest, live)
 
     async def _key_refused(self) -> str | None:
-        """Why Bouncer refused the API key in force (the auth gate is closed), or None."""
-        gate = self._rt.auth_gate
-        return await gate.reason() if await gate.is_closed() else None
+        """Why Bouncer refused the workers' API key while the auth gate is closed, or None. Read as stored: this
+        process's own key may differ from theirs, and `is_closed()` would reopen the gate for a different key."""
+        return await self._rt.auth_gate.reason()
 
     def _assemble(
         self, found: _Findings, db_ms: float | None, in_flight: int, gate_closed: bool, oldest: float | None, live: bool
