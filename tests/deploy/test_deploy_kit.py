@@ -89,7 +89,7 @@ def test_dockerfile_is_slim_non_root_pinned_and_runs_the_console_script() -> Non
 
 def test_compose_services_set_real_settings_and_run_real_commands() -> None:
     services = our_services()
-    assert {"migrate", "workers", "simulator"} <= set(services)
+    assert {"migrate", "workers", "serve", "simulator"} <= set(services)
     allowed = setting_names() | cli_envvars()
     for name, service in services.items():
         env = set(service.get("environment", {}))
@@ -109,9 +109,10 @@ def test_compose_redis_persists_and_never_evicts() -> None:
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
 
 
-def test_compose_leaves_a_placeholder_for_the_http_service() -> None:
-    text = (ROOT / "compose.yaml").read_text(encoding="utf-8")
-    assert "# serve:" in text and '#   command: ["serve"]' in text
+def test_compose_serves_the_http_api_after_the_schema_upgrade() -> None:
+    serve = our_services()["serve"]
+    assert serve["command"][0] == "serve" and "8000:8000" in serve["ports"]
+    assert serve["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
 @pytest.mark.parametrize("unit", sorted((ROOT / "deploy" / "systemd").glob("*.service")), ids=lambda p: p.name)
@@ -134,7 +135,7 @@ def test_env_example_lists_every_setting_with_its_default() -> None:
         if match := re.fullmatch(r"#? ?([A-Z][A-Z0-9_]+)=(.*)", line):
             found[match.group(1)] = match.group(2)
     missing = setting_names() - set(found)
-    assert not missing, f".env.example lacks {sorted(missing)}: add a line per new setting, with its default"
+    assert not missing, f".env.example lacks {sorted(missing)}: run scripts/env_example.py"
     assert set(found) <= setting_names(), sorted(set(found) - setting_names())
     for name, field in Settings.model_fields.items():
         default = field.default
