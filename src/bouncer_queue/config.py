@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     redis_host: str | None = None
     redis_port: int = 6379
     redis_password: SecretStr | None = None
+    #: REDIS_URL (or REDIS_HOST) names one node of a Redis Cluster; QUEUE_PREFIX's hash tag keeps us in one slot.
+    redis_cluster: bool = False
     #: bullmq key prefix. The braces are a Redis Cluster hash tag: every key of every queue lands in one slot.
     queue_prefix: str = "{bouncer}"
 
@@ -138,6 +140,14 @@ class Settings(BaseSettings):
     webhook_interval_seconds: float = Field(default=5.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # Production: liveness, read replicas
+    #: A read replica of DATABASE_URL for the monitoring reads (stats, health, progress, export, history).
+    database_read_url: SecretStr | None = None
+    #: How often each workers process renews its heartbeat in Redis (`workers list`, `health`, /livez).
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    #: A heartbeat not renewed for this long has expired: that process counts as dead.
+    heartbeat_ttl_seconds: float = Field(default=30.0, gt=0)
+
     @field_validator("bouncer_api_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -154,6 +164,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _heartbeat_outlives_interval(self) -> Settings:
+        if self.heartbeat_ttl_seconds <= self.heartbeat_interval_seconds:
+            raise ValueError("HEARTBEAT_TTL_SECONDS must be longer than HEARTBEAT_INTERVAL_SECONDS")
+        return self
+
+    @model_validator(mode="after")
     def _absolute_state_dir(self) -> Settings:
         self.state_dir = self.state_dir.expanduser().resolve()
         return self
@@ -165,6 +181,12 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite+aiosqlite:///{self.state_dir / 'bouncer-queue.db'}"
+
+    def read_database_url(self) -> str:
+        """DATABASE_READ_URL (a replica for monitoring reads), or the database itself."""
+        if self.database_read_url is not None:
+            return self.database_read_url.get_secret_value()
+        return self.effective_database_url()
 
     def external_redis_url(self) -> str | None:
         """REDIS_URL, or one built from REDIS_HOST/PORT/PASSWORD; None means: use the embedded Valkey."""
@@ -203,5 +225,6 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value in force, for the log redactor."""
         values = [self.bouncer_api_key, self.redis_password, self.redis_url, self.database_url, self.webhook_secret]
+        values.append(self.database_read_url)
         found = [v.get_secret_value() for v in values if v is not None]
         return [s for s in found if s]

@@ -20,20 +20,20 @@ import httpx
 from bouncer_queue import access
 from bouncer_queue.access import IssuedToken, Scope
 from bouncer_queue.bootstrap import Runtime, open_runtime
-from bouncer_queue.bouncer import AuthError, BouncerError, Forbidden
+from bouncer_queue.bouncer import BouncerError
 from bouncer_queue.bouncer.client import ApiKeyProvider
 from bouncer_queue.config import Settings
 from bouncer_queue.credits.cache import cache_since
 from bouncer_queue.credits.estimate import Balance, Budgets, Estimate, count_rows, read_balance, stored_counts
-from bouncer_queue.domain import BatchState, Priority, RequestState
-from bouncer_queue.errors import QueueBackendError
-from bouncer_queue.ops.health import HealthReport, HealthSnapshot, Thresholds, evaluate, log_alerts, process_rss_mb
+from bouncer_queue.credits.reservations import credits_report
+from bouncer_queue.domain import Priority, RequestState
+from bouncer_queue.ops.health import HealthProbe, HealthReport, report_without_runtime
+from bouncer_queue.ops.heartbeat import WorkerInfo, live_workers
 from bouncer_queue.ops.metrics import Metrics
 from bouncer_queue.ops.redact import Redactor
-from bouncer_queue.pipeline import deadletter, jobs, recover
+from bouncer_queue.pipeline import deadletter, recover
 from bouncer_queue.pipeline.ingest import AddResult, CreditOptions, EmailInput, Tracking, add_emails_to_queue
-from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, WORK_QUEUES, check_queue_name
-from bouncer_queue.storage.db import make_engine
+from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, check_queue_name
 from bouncer_queue.storage.records import (
     ApiToken,
     BatchRecord,
@@ -45,7 +45,7 @@ from bouncer_queue.storage.records import (
     RequestRecord,
     WebhookDelivery,
 )
-from bouncer_queue.storage.repository import Repository, RequestCredits
+from bouncer_queue.storage.repository import RequestCredits
 from bouncer_queue.tracking import RequestStatus, status_of
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,8 @@ class QueueManager:
     async def webhook_deliveries(self, request_id: str | None = None) -> list[WebhookDelivery]:
         return await self.runtime.repo.list_webhook_deliveries(request_id)
 
+    # Credits (credits/): what a list would cost, what the balance is, what requests hold and spend
+
     async def estimate(
         self, rows: Iterable[EmailRow], blank_rows: Callable[[], int] = lambda: 0, *, use_cache: bool = True
     ) -> Estimate:
@@ -207,25 +209,13 @@ class QueueManager:
         return await self.runtime.repo.request_credits(request_ids)
 
     async def credits_report(self, at_bouncer: int | None) -> dict[str, Any]:
-        """Credits at Bouncer (as last read), reserved for unsent batches, available, and spent: in all and per
-        active request; for health and stats --json."""
-        requests = await self.request_credits()
-        reserved = sum(r.reserved for r in requests)
-        return {
-            "at_bouncer": at_bouncer,
-            "reserved": reserved,
-            "available": None if at_bouncer is None else at_bouncer - reserved,
-            "spent": sum(r.spent for r in requests),
-            "requests": {
-                r.request_id: {"billable": r.billable, "reserved": r.reserved, "spent": r.spent} for r in requests
-            },
-        }
+        """Credits at Bouncer (as last read), reserved, available and spent, in all and per active request."""
+        return credits_report(await self.request_credits(), at_bouncer)
 
     async def last_known_credits(self) -> int | None:
-        """The balance the newest recorded health check read (no Bouncer call), or None."""
-        rows = await self.health_history(limit=1)
-        value = rows[0].snapshot.get("snapshot", {}).get("credits_left") if rows else None
-        return int(value) if isinstance(value, int | float) else None
+        """The balance the newest health check that asked Bouncer recorded (no Bouncer call), or None."""
+        latest = await self.runtime.read_repo.latest_credits()
+        return latest[0] if latest is not None else None
 
     async def _balance(self) -> int | None:
         rt = self.runtime
@@ -237,17 +227,19 @@ class QueueManager:
         try:
             return await read_balance(acquire, rt.bouncer.credits)
         except BouncerError as exc:  # an estimate without the balance still counts the list
-            log.warning("credits unknown: %s", self._scrub(str(exc)), extra={"action": "credits_unknown"})
+            log.warning("credits unknown: %s", scrub(self.settings, str(exc)), extra={"action": "credits_unknown"})
             return None
 
     async def _reserved(self) -> int:
         return sum(r.reserved for r in await self.request_credits())
 
+    # Monitoring reads go to DATABASE_READ_URL's replica when one is configured (runtime.read_repo).
+
     async def request_progress(self, request_id: str) -> RequestProgress:
-        return await self.runtime.repo.request_progress(request_id)
+        return await self.runtime.read_repo.request_progress(request_id)
 
     def export(self, request_id: str, statuses: Collection[str] | None = None) -> AsyncIterator[ExportRow]:
-        return self.runtime.repo.iter_export(request_id, statuses)
+        return self.runtime.read_repo.iter_export(request_id, statuses)
 
     async def recover(self) -> int:
         """Re-enqueue the next job of every unfinished batch from the database (after a Redis loss)."""
@@ -276,11 +268,16 @@ class QueueManager:
     # Queue operations (seed, "Queue Operations")
 
     async def get_queue_stats(self) -> dict[str, dict[str, int]]:
+        """Job counts by queue and state, each job in one state (QueueAdmin.counts)."""
         return await self.runtime.admin.counts()
 
     async def paused_queues(self) -> list[str]:
         """The queues that are paused now."""
         return [queue for queue in ALL_QUEUES if await self.runtime.admin.is_paused(queue)]
+
+    async def get_bullmq_stats(self) -> dict[str, dict[str, int | bool]]:
+        """BullMQ's own job counts by queue, plus isPaused: what bull-board and Node's Queue.getJobCounts show."""
+        return await self.runtime.admin.bullmq_counts()
 
     async def pause_queue(self, queue: str) -> None:
         await self.runtime.admin.pause(check_queue_name(queue))
@@ -297,7 +294,7 @@ class QueueManager:
     # Dead letters
 
     async def dead_letters(self, *, include_replayed: bool = False, limit: int = 100) -> list[DeadLetter]:
-        return await self.runtime.repo.list_dead_letters(include_replayed=include_replayed, limit=limit)
+        return await self.runtime.read_repo.list_dead_letters(include_replayed=include_replayed, limit=limit)
 
     async def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
         return await self.runtime.repo.get_dead_letter(letter_id)
@@ -306,169 +303,39 @@ class QueueManager:
         return await deadletter.replay(self.runtime.ctx, letter_id)
 
     async def replay_all_dead_letters(self) -> int:
-        letters = await self.dead_letters(limit=10_000)
+        # From the primary: a replica's lag must not leave the newest letters out of "all".
+        letters = await self.runtime.repo.list_dead_letters(limit=10_000)
         return sum([await self.replay_dead_letter(letter.id) for letter in letters])
 
-    # Health (seed, "Monitoring and Health")
+    # Health (seed, "Monitoring and Health"): probing lives in ops/health
 
-    async def get_health_status(self, *, record: bool = False) -> HealthReport:
-        """Probe Redis, the database and Bouncer, and judge the result against the alert thresholds."""
-        snapshot = await self._snapshot()
-        report = evaluate(snapshot, Thresholds.from_settings(self.settings))
-        if record:
-            await self._record(report)
-            log_alerts(report, log)
-        return report
+    @property
+    def health(self) -> HealthProbe:
+        return HealthProbe(self.runtime, self._started_at)
+
+    async def get_health_status(self, *, live: bool = False, record: bool = False) -> HealthReport:
+        """Probe Redis, the database and the workers; credits as last recorded, or asked of Bouncer when `live`."""
+        return await self.health.report(live=live, record=record)
 
     async def refresh_metrics(self) -> None:
         """Set the queue, rate-limit and batch gauges from Redis and the database; no Bouncer call."""
-        errors: dict[str, str] = {}
-        counts = await self._counts(errors)
-        usage = await self._utilization(errors)
-        in_flight = await self.runtime.repo.in_flight_count()
-        self._publish(counts, usage, in_flight, None)
+        await self.health.refresh_metrics()
 
     async def health_history(self, limit: int = 20) -> list[HealthMetric]:
-        return await self.runtime.repo.recent_health_metrics(limit)
+        return await self.runtime.read_repo.recent_health_metrics(limit)
 
-    async def _snapshot(self) -> HealthSnapshot:
-        rt = self.runtime
-        errors: dict[str, str] = {}
-        redis_ms, redis_mem, redis_max = await self._redis_probe(errors)
-        db_ms = await self._database_probe(errors)
-        credits = await self._credits_probe(errors)
-        counts = await self._counts(errors)
-        usage = await self._utilization(errors)
-        backlog = sum(counts.get(q, {}).get(s, 0) for q in WORK_QUEUES for s in ("waiting", "delayed"))
-        failed = sum(counts.get(q, {}).get("failed", 0) for q in WORK_QUEUES)
-        in_flight = await rt.repo.in_flight_count() if db_ms is not None else 0
-        gate_closed = await rt.credits_gate.is_closed() if redis_ms is not None else False
-        key_refused = await self.api_key_refused() if redis_ms is not None else None
-        oldest = await rt.admin.oldest_waiting_age_seconds() if redis_ms is not None else None
-        money = await self.credits_report(credits) if db_ms is not None else {}
-        self._publish(counts, usage, in_flight, credits)
-        return HealthSnapshot(
-            redis_ok=redis_ms is not None,
-            redis_latency_ms=redis_ms,
-            database_ok=db_ms is not None,
-            database_latency_ms=db_ms,
-            bouncer_ok="bouncer" not in errors,
-            credits_left=credits,
-            rate_limit_utilization=usage,
-            process_rss_mb=process_rss_mb(),
-            redis_used_memory_mb=redis_mem,
-            redis_maxmemory_mb=redis_max,
-            uptime_seconds=time.monotonic() - self._started_at,
-            batches_in_flight=in_flight,
-            max_batches=self.settings.max_concurrent_batches,
-            backlog=backlog,
-            failed_jobs=failed,
-            oldest_waiting_age_seconds=oldest,
-            credits_exhausted=gate_closed,
-            api_key_refused=key_refused,
-            credits=money,
-            errors=errors,
-        )
-
-    async def _redis_probe(self, errors: dict[str, str]) -> tuple[float | None, float | None, float | None]:
+    async def live_workers(self) -> list[WorkerInfo]:
+        """The workers processes whose heartbeat has not expired."""
         client = self.runtime.redis.open_client()
         try:
-            started = time.perf_counter()
-            info: dict[str, Any] = await client.info("memory")
-            latency = (time.perf_counter() - started) * 1000
-        except Exception as exc:  # any failure is a finding of the probe, not an error of the health call
-            errors["redis"] = f"{type(exc).__name__}: {self._scrub(str(exc))}"
-            return None, None, None
+            return await live_workers(client, self.settings.queue_prefix)
         finally:
             await client.aclose()
-        mb = 1024 * 1024
-        maxmemory = float(info.get("maxmemory", 0) or 0)
-        return latency, float(info.get("used_memory", 0)) / mb, (maxmemory / mb) or None
-
-    async def _database_probe(self, errors: dict[str, str]) -> float | None:
-        try:
-            return await self.runtime.repo.ping() * 1000
-        except Exception as exc:
-            errors["database"] = self._scrub(str(exc))
-            return None
-
-    async def _credits_probe(self, errors: dict[str, str]) -> int | None:
-        """Credits left at Bouncer; also reopens the credits gate when they are back."""
-        rt = self.runtime
-        try:
-            decision = await rt.limiter.acquire(["credits"], "credits")
-            if not decision.allowed:
-                return None  # Bouncer allows 10 credit checks a minute; skipping one is not a failure
-            credits = await rt.bouncer.credits()
-        except (AuthError, Forbidden) as exc:
-            await rt.auth_gate.close(str(exc))
-            errors["bouncer"] = self._scrub(str(exc))
-            return None
-        except Exception as exc:
-            errors["bouncer"] = self._scrub(str(exc))
-            return None
-        await rt.auth_gate.open()  # the key in force was just accepted
-        if await rt.credits_gate.is_closed() and credits >= await self._credits_needed():
-            await rt.credits_gate.open()
-            # The create jobs held by the gate sleep a whole health-check interval: wake them now.
-            await rt.enqueuer.promote_delayed(jobs.EMAIL_VERIFICATION, name=jobs.CREATE_BATCH)
-            log.warning("Bouncer credits are back; submissions resume", extra={"action": "credits_restored"})
-        return credits
 
     async def api_key_refused(self) -> str | None:
         """Why Bouncer refused the API key in force (the auth gate is closed), or None."""
         gate = self.runtime.auth_gate
         return await gate.reason() if await gate.is_closed() else None
-
-    async def _credits_needed(self) -> int:
-        """What the smallest waiting batch costs: reopening the gate for less would only earn another 402."""
-        pending = await self.runtime.repo.batches_in_states([BatchState.PENDING])
-        return min((b.billable or b.quantity for b in pending), default=1)
-
-    async def _counts(self, errors: dict[str, str]) -> dict[str, dict[str, int]]:
-        try:
-            return await self.runtime.admin.counts()
-        except Exception as exc:
-            errors.setdefault("redis", self._scrub(str(exc)))
-            return {}
-
-    async def _utilization(self, errors: dict[str, str]) -> dict[str, float]:
-        try:
-            usage = await self.runtime.limiter.usage()
-        except Exception as exc:
-            errors.setdefault("database", self._scrub(str(exc)))
-            return {}
-        return {name: used / limit if limit else 0.0 for name, (used, limit) in usage.items()}
-
-    def _publish(
-        self, counts: dict[str, dict[str, int]], usage: dict[str, float], in_flight: int, credits: int | None
-    ) -> None:
-        metrics = self.runtime.metrics
-        metrics.set_queue_counts(counts)
-        for budget, value in usage.items():
-            metrics.set_rate_limit_utilization(budget, value)
-        metrics.set_batches_in_flight(in_flight)
-        if credits is not None:
-            metrics.set_credits_left(credits)
-
-    async def _record(self, report: HealthReport) -> None:
-        data = report.to_dict()
-        snap = data.get("snapshot", {})
-        numbers = {
-            "backlog": snap.get("backlog"),
-            "failed_jobs": snap.get("failed_jobs"),
-            "rate_limit_utilization": max((snap.get("rate_limit_utilization") or {}).values(), default=None),
-            "memory_mb": snap.get("process_rss_mb"),
-            "redis_latency_ms": snap.get("redis_latency_ms"),
-            "batches_in_flight": snap.get("batches_in_flight"),
-            "credits_left": snap.get("credits_left"),
-        }
-        alerts = tuple(alert.name for alert in report.alerts)
-        metric = HealthMetric(status=report.status, snapshot=data, alerts=alerts)
-        await self.runtime.repo.record_health_metric(metric, numbers)
-
-    def _scrub(self, text: str) -> str:
-        return scrub(self.settings, text)
 
 
 def scrub(settings: Settings, text: str) -> str:
@@ -476,53 +343,17 @@ def scrub(settings: Settings, text: str) -> str:
     return Redactor(settings.secrets()).redact(text)
 
 
-async def check_health(settings: Settings) -> HealthReport:
+async def check_health(settings: Settings, *, live: bool = False) -> HealthReport:
     """The health report, also when the system cannot start: Redis or the database down is a finding, not a crash."""
     manager = QueueManager(settings)
     try:
         await manager.start()
     except Exception as exc:
-        return await _report_without_runtime(settings, exc)
+        return await report_without_runtime(settings, exc)
     try:
-        return await manager.get_health_status()
+        return await manager.get_health_status(live=live)
     finally:
         await manager.stop()
-
-
-async def _report_without_runtime(settings: Settings, error: Exception) -> HealthReport:
-    """Why start() failed, as a report: Redis refused (QueueBackendError), or the database (probed on its own)."""
-    errors: dict[str, str] = {}
-    redis_ok = not isinstance(error, QueueBackendError)
-    if not redis_ok:
-        errors["redis"] = scrub(settings, str(error))
-    database_ok = await _database_reachable(settings, errors)
-    if redis_ok and database_ok:
-        # Both answer, yet the runtime would not open: the schema is behind, for example.
-        database_ok = False
-        errors["database"] = scrub(settings, f"{type(error).__name__}: {error}")
-    snapshot = HealthSnapshot(
-        redis_ok=redis_ok,
-        database_ok=database_ok,
-        bouncer_ok=True,  # not probed: without Redis and the database the verdict is unhealthy anyway
-        max_batches=settings.max_concurrent_batches,
-        process_rss_mb=process_rss_mb(),
-        errors=errors,
-    )
-    report = evaluate(snapshot, Thresholds.from_settings(settings))
-    log.warning("health: %s", "; ".join(report.problems), extra={"action": "health_unhealthy"})
-    return report
-
-
-async def _database_reachable(settings: Settings, errors: dict[str, str]) -> bool:
-    engine = make_engine(settings.effective_database_url(), pool_size=1, ssl=settings.database_ssl)
-    try:
-        await Repository(engine).ping()
-    except Exception as exc:
-        errors["database"] = scrub(settings, f"{type(exc).__name__}: {exc}")
-        return False
-    finally:
-        await engine.dispose()
-    return True
 
 
 __all__ = ["ALL_QUEUES", "DEAD_LETTER", "QueueManager", "check_health"]

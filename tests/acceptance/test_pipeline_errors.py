@@ -89,13 +89,13 @@ async def test_402_holds_submissions_until_a_top_up_and_nothing_is_sent_twice(sy
             # A few credits, fewer than the waiting batch costs: the gate stays closed (no second 402).
             few = await http.post(f"{server.root_url}/__simulator/credits", json={"api_key": API_KEY, "credits": 5})
             few.raise_for_status()
-            await manager.get_health_status()
+            await manager.get_health_status(live=True)
             assert await gate.is_closed()
             topped = await http.post(
                 f"{server.root_url}/__simulator/credits", json={"api_key": API_KEY, "credits": 1_000}
             )
         topped.raise_for_status()
-        await manager.get_health_status()  # the scheduled health check's probe: it reopens the gate
+        await manager.get_health_status(live=True)
         assert not await gate.is_closed()
         await wait_until_done(manager, added.request_id)
 

@@ -13,8 +13,13 @@ credits last, and when Bouncer answers 402 the credits gate holds every submissi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bouncer_queue.storage.repository import RequestCredits
 
 
 @dataclass(frozen=True)
@@ -42,3 +47,18 @@ class CreditLimit:
                 f"({self.available} at Bouncer{held}); nothing was stored (--allow-partial starts it anyway)"
             )
         return None
+
+
+def credits_report(requests: Sequence[RequestCredits], at_bouncer: int | None) -> dict[str, Any]:
+    """Credits at Bouncer (as last read), reserved for unsent batches, available, and spent: in all and per
+    request; what `health` and `stats --json` show."""
+    reserved = sum(r.reserved for r in requests)
+    return {
+        "at_bouncer": at_bouncer,
+        "reserved": reserved,
+        "available": None if at_bouncer is None else at_bouncer - reserved,
+        "spent": sum(r.spent for r in requests),
+        "requests": {
+            r.request_id: {"billable": r.billable, "reserved": r.reserved, "spent": r.spent} for r in requests
+        },
+    }

@@ -12,7 +12,6 @@ import typer
 
 from bouncer_queue.interfaces import cli_credits, cli_jobs, cli_ops, cli_serve
 from bouncer_queue.interfaces.common import STATE
-from bouncer_queue.simulator.config import SimulatorConfig
 
 app = typer.Typer(no_args_is_help=True, help="Verify email lists through the Bouncer API.")
 
@@ -33,7 +32,16 @@ app.command()(cli_jobs.verify)
 app.command()(cli_jobs.submit)
 app.command()(cli_credits.estimate)
 app.command()(cli_jobs.results)
-app.command()(cli_jobs.workers)
+
+
+@cli_ops.workers_app.callback(invoke_without_command=True)
+def _workers(ctx: typer.Context) -> None:
+    """Run every queue worker and scheduler until SIGINT/SIGTERM; `workers list` shows the live processes."""
+    if ctx.invoked_subcommand is None:
+        cli_jobs.workers()
+
+
+app.add_typer(cli_ops.workers_app, name="workers")
 app.command()(cli_ops.stats)
 app.command()(cli_ops.health)
 app.command()(cli_ops.pause)
@@ -88,7 +96,9 @@ def simulator(
     ] = "bouncer-simulator",
 ) -> None:
     """Run a local Bouncer API simulator (same paths as https://api.usebouncer.com/v1.1)."""
-    from bouncer_queue.simulator.server import run  # heavy imports only for this command
+    # Heavy imports (FastAPI) only for this command: every other command, `health` first, starts faster.
+    from bouncer_queue.simulator.config import SimulatorConfig
+    from bouncer_queue.simulator.server import run
 
     try:
         config = SimulatorConfig(

@@ -256,6 +256,10 @@ class Repository:
         """The newest health checks first."""
         return await self._health.recent_health_metrics(limit)
 
+    async def latest_credits(self) -> tuple[int, datetime] | None:
+        """Credits left as the newest health check that asked Bouncer recorded them, and when; None if none did."""
+        return await self._health.latest_credits()
+
     async def prune_health_metrics(self, older_than: datetime) -> int:
         """Delete health checks recorded before `older_than`; return how many."""
         return await self._health.prune_health_metrics(older_than)
