@@ -1,11 +1,13 @@
-"""Running the workers: every queue's worker, the job schedulers, the metrics endpoint, until told to stop.
+"""Running the workers: every queue's worker, the job schedulers, the metrics and callback listeners, until told
+to stop.
 
 `run_workers(manager, stop)` is what `bouncer-queue workers` and `bouncer-queue verify` run. On start, and
 every RECONCILE_INTERVAL_SECONDS after, it offers the ledger's unfinished batches to the queues
 (pipeline/recover.py), so work survives Redis losing its data, with no restart. Several processes, on one
 machine or many, may run this at once: they share the queues, the batch slots (in the database) and the
 rate-limit budget (in the database). With WEBHOOK_SECRET set, it also sends the webhooks of finished requests
-(pipeline/webhooks.py).
+(pipeline/webhooks.py); with CALLBACK_PORT set, it serves Bouncer's callbacks (ops/callback_route.py): any
+process may receive any batch's callback, since the ledger is shared.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 import httpx
 
 from bouncer_queue.errors import QueueBackendError
+from bouncer_queue.ops.callback_route import callback_app, serving_asgi
+from bouncer_queue.pipeline.callbacks import CallbackOutcome, handle_callback
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.housekeeping import Housekeeping
 from bouncer_queue.pipeline.webhooks import WebhookPolicy, WebhookSender
@@ -71,7 +75,7 @@ async def run_workers(manager: QueueManager, stop: asyncio.Event) -> None:
     settings = manager.settings
     await reconcile(manager)
     pool = build_pool(manager)
-    async with serving_metrics(manager), reconciling(manager), sending_webhooks(manager):
+    async with serving_metrics(manager), serving_callbacks(manager), reconciling(manager), sending_webhooks(manager):
         await pool.start()
         log.info("workers started", extra={"action": "workers_started"})
         try:
@@ -177,6 +181,33 @@ async def serving_metrics(manager: QueueManager) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
         server.close()
+
+
+@contextlib.asynccontextmanager
+async def serving_callbacks(manager: QueueManager) -> AsyncIterator[None]:
+    """With CALLBACK_PORT set: serve Bouncer's callbacks (POST /bouncer/callback/{token}) for the block."""
+    settings = manager.settings
+    if settings.callback_port is None:
+        if settings.bouncer_callback_url:
+            log.warning(
+                "BOUNCER_CALLBACK_URL is set but CALLBACK_PORT is not: this process serves no callbacks",
+                extra={"action": "callbacks_not_served"},
+            )
+        yield
+        return
+    ctx = manager.runtime.ctx
+
+    async def handle(token: str, body: Any) -> CallbackOutcome:
+        return await handle_callback(ctx, token, body)
+
+    async with serving_asgi(callback_app(handle), settings.callback_host, settings.callback_port) as (host, port):
+        log.info(
+            "Bouncer callbacks on http://%s:%d/bouncer/callback/",
+            host,
+            port,
+            extra={"action": "callbacks_serving", "host": host, "port": port},
+        )
+        yield
 
 
 async def refresh_metrics(manager: QueueManager, every_seconds: float) -> None:

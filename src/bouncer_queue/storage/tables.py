@@ -118,6 +118,7 @@ class BatchModel(Base):
     __table_args__ = (
         Index(None, "status"),
         Index(None, "request_id"),
+        Index(None, "callback_token", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -139,6 +140,8 @@ class BatchModel(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     downloaded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: SHA-256 digest of the secret token in the batch's callback URL (migration 0003); cleared once used.
+    callback_token: Mapped[str | None] = mapped_column(String(64))
 
 
 class QueueModel(Base):
