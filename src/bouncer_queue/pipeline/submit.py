@@ -44,10 +44,9 @@ _ALREADY_AT_BOUNCER = {BatchState.QUEUED, BatchState.PROCESSING, BatchState.COMP
 #: starts the status check, so this only ends the waiting job once the batch has moved on.
 _CALLBACK_LOOK_MS = 600_000
 _UNKNOWN_MESSAGE = (
-    "a create call for this batch got no answer (lost response, or its worker stopped mid-call), and no Bouncer "
-    "callback resolved it; Bouncer may have created and charged it, so it is not resubmitted automatically. "
-    "Check your Bouncer account for a batch of this size created at that time, then `dlq replay ID --force` "
-    "only if there is none."
+    "a create call for this batch got no answer (lost response, or its worker stopped mid-call){callback}; "
+    "Bouncer may have created and charged it, so it is not resubmitted automatically. Check your Bouncer account "
+    "for a batch of this size created at that time, then `dlq replay ID --force` only if there is none."
 )
 
 
@@ -89,7 +88,8 @@ def _await_unknown_outcome(ctx: StageContext, batch: BatchRecord) -> NoReturn:
     callback_left_ms = ctx.policy.submit_grace_ms + ctx.policy.callback_wait_ms - waited_ms
     if ctx.policy.callback_base_url and callback_left_ms > 0:
         raise Defer(min(callback_left_ms, _CALLBACK_LOOK_MS), "create answer lost; waiting for Bouncer's callback")
-    raise PermanentFailure("SubmissionOutcomeUnknown", _UNKNOWN_MESSAGE)
+    callback = ", and no Bouncer callback came in time" if ctx.policy.callback_base_url else ""
+    raise PermanentFailure("SubmissionOutcomeUnknown", _UNKNOWN_MESSAGE.format(callback=callback))
 
 
 def _since_claim_ms(ctx: StageContext, batch: BatchRecord) -> int:
