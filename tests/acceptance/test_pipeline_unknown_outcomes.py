@@ -198,29 +198,41 @@ async def test_kill_9_during_a_create_call_completes_without_an_operator(
     port = _free_port()
     # Each create waits 3 s after creating and charging the batch before it answers: a kill lands mid-call.
     async with running_simulator(_config(create_latency_seconds=3.0, speed=100.0)) as simulator:
-        env = env_for(simulator, port, batch_size=100)
+        env = env_for(simulator, port, batch_size=100, max_concurrent_batches=1)
         request_id = submit(env, tmp_path, emails)
         with workers(env, tmp_path, port) as processes:
             await eventually(lambda: _created(simulator), "a batch created at the simulator", timeout=120)
-            # SIGKILL every workers process (so, surely, the one whose create call waits for its answer).
-            for process in processes:
-                process.process.kill()
-                process.process.wait(timeout=30)
-            assert await _submitting(database) >= 1
-        with workers(env, tmp_path, port) as restarted:
-            await until_finished(database, request_id, len(emails), restarted)
+            [calling] = await _submitting(database)  # one slot: one create call under way
+            index = next(i for i, p in enumerate(processes) if _started_create(p, calling))
+            processes[index].process.kill()  # SIGKILL, while its create call waits for the answer
+            processes[index].process.wait(timeout=30)
+            assert await _submitting(database) == [calling]
+            replacement = dict(env) | ({"CALLBACK_PORT": str(port)} if index == 0 else {})
+            processes[index] = WorkerProcess(replacement, tmp_path, "workers-restarted")
+            try:
+                await until_finished(database, request_id, len(emails), processes)
+            finally:
+                processes[index].kill()
         await assert_results_match_simulator(database, request_id, len(emails))
         assert await dead_letters(database) == []
         await assert_paid_once(database, simulator, len(emails))
+
+
+def _started_create(process: WorkerProcess, batch_id: int) -> bool:
+    """Whether this workers process logged the start of the create call of `batch_id` (JSON log lines)."""
+    for line in process.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if '"batch_create_started"' in line and json.loads(line).get("batch_id") == batch_id:
+            return True
+    return False
 
 
 async def _created(simulator: SimulatorServer) -> bool:
     return len(recorded(simulator).created) >= 1
 
 
-async def _submitting(database: str) -> int:
+async def _submitting(database: str) -> list[int]:
     rows = await sql(database, "SELECT id FROM \"Bouncer_Batches\" WHERE status = 'submitting'")
-    return len(rows)
+    return [row.id for row in rows]
 
 
 async def _states(database: str) -> dict[int, str]:

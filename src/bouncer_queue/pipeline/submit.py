@@ -127,6 +127,8 @@ async def _submit(
 ) -> None:
     """The paid call; every outcome is recorded so that the batch can never be created twice."""
     callback_url = secret.url(ctx.policy.callback_base_url) if secret and ctx.policy.callback_base_url else None
+    # Names the process that makes the paid call, for whoever must judge an unknown outcome later.
+    log.info("creating the batch at Bouncer", extra=event("batch_create_started", batch, quantity=len(emails)))
     try:
         info = await ctx.bouncer.create_batch(emails, callback_url=callback_url)
     except BouncerUnavailable as exc:
