@@ -82,7 +82,8 @@ async def kill9(run: Run) -> None:
         if await run.progress() >= 1:
             run.notes.append(f"{done} kills")
             return
-        await asyncio.to_thread(run.fleet.kill9, rng.randrange(len(run.fleet.processes)))
+        # In the event loop, not a thread: the supervisor loop must not restart the same process meanwhile.
+        run.fleet.kill9(rng.randrange(len(run.fleet.processes)))
     run.notes.append(f"{run.args.kills} kills")
 
 
@@ -262,11 +263,20 @@ async def measure(run: Run, unique: int, credits: int) -> dict[str, Any]:
 
 
 async def run_scenario(args: argparse.Namespace, key: str, root: Path, postgres: OwnPostgres) -> dict[str, Any]:
-    scenario = SCENARIOS[key]
     run_dir = root / key
     run_dir.mkdir()
     redis = OwnRedis(run_dir)
     redis.start()
+    try:
+        return await _run_with_redis(args, key, run_dir, redis, postgres)
+    finally:
+        redis.stop()
+
+
+async def _run_with_redis(
+    args: argparse.Namespace, key: str, run_dir: Path, redis: OwnRedis, postgres: OwnPostgres
+) -> dict[str, Any]:
+    scenario = SCENARIOS[key]
     database_url = await postgres.create_database(f"faults_{key.replace('-', '_')}_{uuid.uuid4().hex[:6]}")
     await migrate.upgrade(database_url)
     unique = write_list(run_dir / "list.csv", args.emails, args.repeats)
@@ -291,7 +301,6 @@ async def run_scenario(args: argparse.Namespace, key: str, root: Path, postgres:
                 postgres.start()
             await fleet.stop()
         row = {"scenario": scenario.name} | await measure(run, unique, credits)
-    redis.stop()
     row["wall s"] = f"{time.monotonic() - wall:.0f}"
     row["CPU s"] = f"{_children_cpu() - cpu_children + time.process_time() - cpu_self:.0f}"
     row["notes"] = "; ".join(
