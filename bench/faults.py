@@ -14,6 +14,9 @@ the ledger:
 - dead letters: rows of Bouncer_Dead_Letter_Queue;
 - completed without an operator: every unique address has its result, with no command run by hand.
 
+The workers wait CALLBACK_WAIT_SECONDS=120 for a callback (the simulator finishes a batch in seconds), so a batch
+whose worker was killed after its claim but before its request left ends as a dead letter within the run.
+
     .venv/bin/python bench/faults.py                                  # 100,000 rows, 3 workers, every scenario
     .venv/bin/python bench/faults.py --emails 20000 --only drop,kill9  # smaller, while others use the machine
 """
@@ -207,6 +210,9 @@ def worker_env(
         RECONCILE_INTERVAL_SECONDS="5",
         HEALTH_CHECK_INTERVAL_SECONDS="5",
         BOUNCER_CREATE_TIMEOUT_SECONDS="30",
+        # The simulator finishes a batch within seconds, so a callback not come in 2 minutes never will: such a
+        # batch (its worker killed before the request left) is then dead-lettered, "may have been charged".
+        CALLBACK_WAIT_SECONDS="120",
         BOUNCER_CONNECT_TIMEOUT_SECONDS="5",
         SHUTDOWN_GRACE_SECONDS="10",
         LOG_JSON="true",
