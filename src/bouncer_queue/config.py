@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     bouncer_timeout_seconds: float = Field(default=30.0, gt=0)
     bouncer_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     bouncer_max_connections: int = Field(default=20, ge=1)
+    #: Read and write timeout of the batch-create call alone: a 100,000-address body is about 4 MB to upload,
+    #: and Bouncer answers only once it has stored and counted it. Every other call uses the one above.
+    bouncer_create_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: The base URL at which Bouncer can reach this system's callback route (e.g. https://bq.example.com); with
+    #: it, every create carries `?callback=<this>/bouncer/callback/<token>`, which resolves a lost create answer.
+    bouncer_callback_url: str | None = None
+    #: How long a batch whose create answer was lost waits for Bouncer's callback before it is dead-lettered.
+    callback_wait_seconds: float = Field(default=86_400.0, gt=0)
+    #: The workers' HTTP listener for Bouncer callbacks (it may be the same port as METRICS_PORT).
+    callback_port: int | None = None
+    callback_host: str = "127.0.0.1"
 
     # Redis (the seed's names, or one URL; rediss:// for TLS)
     redis_url: SecretStr | None = None
@@ -151,6 +162,16 @@ class Settings(BaseSettings):
     @field_validator("bouncer_api_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("bouncer_callback_url")
+    @classmethod
+    def _callback_base(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")

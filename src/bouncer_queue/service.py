@@ -299,13 +299,21 @@ class QueueManager:
     async def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
         return await self.runtime.repo.get_dead_letter(letter_id)
 
-    async def replay_dead_letter(self, letter_id: int) -> bool:
-        return await deadletter.replay(self.runtime.ctx, letter_id)
+    async def replay_dead_letter(self, letter_id: int, *, force: bool = False) -> bool:
+        """Replay one dead letter; ReplayRefused for one that may have been charged, unless `force`."""
+        return await deadletter.replay(self.runtime.ctx, letter_id, force=force)
 
-    async def replay_all_dead_letters(self) -> int:
+    async def replay_all_dead_letters(self, *, force: bool = False) -> int:
+        """Replay every dead letter not yet replayed; without `force`, those that may have been charged are
+        left alone (see `dead_letters_needing_force`)."""
         # From the primary: a replica's lag must not leave the newest letters out of "all".
         letters = await self.runtime.repo.list_dead_letters(limit=10_000)
-        return sum([await self.replay_dead_letter(letter.id) for letter in letters])
+        chosen = [d for d in letters if force or not deadletter.may_have_been_charged(d)]
+        return sum([await self.replay_dead_letter(d.id, force=force) for d in chosen])
+
+    async def dead_letters_needing_force(self) -> list[DeadLetter]:
+        """The unreplayed dead letters whose batch may have been charged."""
+        return [d for d in await self.dead_letters(limit=10_000) if deadletter.may_have_been_charged(d)]
 
     # Health (seed, "Monitoring and Health"): probing lives in ops/health
 

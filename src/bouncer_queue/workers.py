@@ -7,7 +7,9 @@ machine or many, may run this at once: they share the queues, the batch slots (i
 rate-limit budget (in the database). With WEBHOOK_SECRET set, it also sends the webhooks of finished requests
 (pipeline/webhooks.py). Each writes a heartbeat to Redis (ops/heartbeat.py) and, with METRICS_PORT set, serves
 /metrics, /livez and /readyz (ops/probes.py) on the listener of ops/listener.py, which also takes routes of other
-features (`run_workers(..., endpoints=...)`).
+features (`run_workers(..., endpoints=...)`). With CALLBACK_PORT set, the same listener (or one of its own, on
+another port) serves Bouncer's callbacks (ops/callback_route.py): any process may receive any batch's callback,
+since the ledger is shared.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import httpx
 from bouncer_queue import __version__
 from bouncer_queue.bootstrap import worker_name
 from bouncer_queue.errors import QueueBackendError
+from bouncer_queue.ops.callback_route import callback_routes
 from bouncer_queue.ops.heartbeat import Heartbeat, beating, make_info
 from bouncer_queue.ops.listener import Endpoint, serving
 from bouncer_queue.ops.metrics import JobOutcome
 from bouncer_queue.ops.probes import Liveness, LoopMonitor, ops_routes
+from bouncer_queue.pipeline.callbacks import CallbackOutcome, handle_callback
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.housekeeping import Housekeeping
 from bouncer_queue.pipeline.outcomes import Defer
@@ -232,12 +236,33 @@ def ops_endpoint(manager: QueueManager, liveness: Liveness) -> Endpoint:
     return Endpoint(settings.metrics_host, settings.metrics_port, "METRICS_PORT", routes)
 
 
+def callback_endpoint(manager: QueueManager) -> Endpoint | None:
+    """POST /bouncer/callback/{token} on CALLBACK_HOST:CALLBACK_PORT (shared with METRICS_PORT when equal)."""
+    settings = manager.settings
+    if settings.callback_port is None:
+        if settings.bouncer_callback_url:
+            log.warning(
+                "BOUNCER_CALLBACK_URL is set but CALLBACK_PORT is not: this process serves no callbacks",
+                extra={"action": "callbacks_not_served"},
+            )
+        return None
+    ctx = manager.runtime.ctx
+
+    async def handle(token: str, body: Any) -> CallbackOutcome:
+        return await handle_callback(ctx, token, body)
+
+    return Endpoint(settings.callback_host, settings.callback_port, "CALLBACK_PORT", callback_routes(handle))
+
+
 @contextlib.asynccontextmanager
 async def serving_http(manager: QueueManager, liveness: Liveness, extra: Sequence[Endpoint]) -> AsyncIterator[None]:
     """The workers' listener: the operations routes (with METRICS_PORT set) and any `extra` endpoints."""
     endpoints = list(extra)
     if manager.settings.metrics_port is not None:
         endpoints.insert(0, ops_endpoint(manager, liveness))
+    callbacks = callback_endpoint(manager)
+    if callbacks is not None:
+        endpoints.append(callbacks)
     async with serving(endpoints):
         yield
 

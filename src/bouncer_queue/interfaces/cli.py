@@ -84,6 +84,19 @@ def simulator(
     batch_fail_rate: Annotated[
         float, typer.Option(help="Share of batches that end 'failed'.", envvar=f"{_SIM}BATCH_FAIL_RATE")
     ] = 0.0,
+    drop_create_response_rate: Annotated[
+        float,
+        typer.Option(
+            help="Share of batch creates that are created and charged, then answered by closing the connection.",
+            envvar=f"{_SIM}DROP_CREATE_RESPONSE_RATE",
+        ),
+    ] = 0.0,
+    create_latency: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a batch create waits, once created, before answering.", envvar=f"{_SIM}CREATE_LATENCY"
+        ),
+    ] = 0.0,
     latency_scale: Annotated[
         float,
         typer.Option(help="Real-time verify latency scale (1 = real, 0 = instant).", envvar=f"{_SIM}LATENCY_SCALE"),
@@ -114,6 +127,8 @@ def simulator(
             window_seconds=window_seconds,
             fail_rate=fail_rate,
             batch_fail_rate=batch_fail_rate,
+            drop_create_response_rate=drop_create_response_rate,
+            create_latency_seconds=create_latency,
             latency_scale=latency_scale,
             retry_after_header=retry_after_header,
             seed=seed,

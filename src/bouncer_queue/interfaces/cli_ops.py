@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from bouncer_queue.interfaces.common import console, load_settings, run, setup_logging
+from bouncer_queue.pipeline.deadletter import may_have_been_charged
 from bouncer_queue.queueing.admin import BULLMQ_TYPES
 from bouncer_queue.queueing.names import ALL_QUEUES, check_queue_name
 from bouncer_queue.service import QueueManager, check_health
@@ -196,13 +197,14 @@ def dlq_list(
                 "request_id": d.request_id,
                 "created_at": str(d.created_at),
                 "replayed_at": str(d.replayed_at) if d.replayed_at else None,
+                "may_have_been_charged": may_have_been_charged(d),
             }
             for d in letters
         ]
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="dead letters")
-    for column in ("id", "queue", "job", "batch", "error", "message", "attempts", "created", "replayed"):
+    for column in ("id", "queue", "job", "batch", "error", "charged", "message", "attempts", "created", "replayed"):
         table.add_column(column)
     for d in letters:
         table.add_row(
@@ -211,6 +213,7 @@ def dlq_list(
             d.job_name,
             str(d.batch_id or "-"),
             d.error_class,
+            "may have been charged" if may_have_been_charged(d) else "-",
             d.message[:80],
             str(d.attempts),
             str(d.created_at),
@@ -223,16 +226,19 @@ def dlq_list(
 def dlq_replay(
     letter_id: Annotated[int | None, typer.Argument(help="The dead letter's id.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter not yet replayed.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Also replay letters whose batch may have been charged (check Bouncer first)."),
+    ] = False,
 ) -> None:
     """Put dead-lettered work back in the pipeline (a batch is submitted again, and paid again)."""
     if (letter_id is None) == (not all_):
         raise typer.BadParameter("give a dead letter id, or --all")
     if all_:
-        count = with_manager(lambda m: m.replay_all_dead_letters())
-        console.print(f"{count} dead letters replayed")
+        _replay_all(force)
         return
     assert letter_id is not None
-    replayed = with_manager(lambda m: m.replay_dead_letter(letter_id))
+    replayed = with_manager(lambda m: m.replay_dead_letter(letter_id, force=force))
     if not replayed:
         console.print(f"[red]dead letter {letter_id} does not exist or was already replayed[/red]")
         raise typer.Exit(1)
@@ -255,6 +261,21 @@ def workers_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
         )
         table.add_row(w.host, str(w.pid), w.version, started, beat, ", ".join(w.queues))
     console.print(table)
+
+
+def _replay_all(force: bool) -> None:
+    async def go(manager: QueueManager) -> tuple[int, list[int]]:
+        held = [] if force else [d.id for d in await manager.dead_letters_needing_force()]
+        return await manager.replay_all_dead_letters(force=force), held
+
+    count, held = with_manager(go)
+    console.print(f"{count} dead letters replayed")
+    if held:
+        ids = ", ".join(map(str, held))
+        console.print(
+            f"[yellow]not replayed, may have been charged: {ids}. Check your Bouncer account for these batches, "
+            "then `dlq replay ID --force` each one that Bouncer does not have.[/yellow]"
+        )
 
 
 def recover() -> None:

@@ -125,6 +125,17 @@ class BullmqEnqueuer:
             promoted += 1
         return promoted
 
+    async def promote_job(self, queue: str, job_id: str) -> bool:
+        """Move the delayed job `job_id` to waiting now; False when there is no such delayed job."""
+        job = await self._queue(queue).getJob(job_id)
+        if job is None:
+            return False
+        try:
+            await job.promote()
+        except Exception:  # not delayed: waiting, running or finished already
+            return False
+        return True
+
     async def close(self) -> None:
         """Close every queue opened so far. Safe to call twice."""
         await self._queue_set.close()

@@ -106,6 +106,17 @@ class BatchRecord:
 
 
 @dataclass(frozen=True)
+class SubmittedBatch:
+    """Bouncer's answer to a batch create (or its callback): the batch's id there, its counts and state."""
+
+    bouncer_batch_id: str
+    #: None keeps the count the ledger has (a callback body may not carry it).
+    quantity: int | None = None
+    duplicates: int = 0
+    status: BatchState = BatchState.QUEUED
+
+
+@dataclass(frozen=True)
 class BatchEmail:
     """An address as sent to Bouncer in a batch."""
 

@@ -46,6 +46,7 @@ from bouncer_queue.storage.records import (
     RequestTimeline,
     ResultRow,
     StoreTotals,
+    SubmittedBatch,
     WebhookDelivery,
 )
 from bouncer_queue.storage.results import ResultQueries
@@ -133,8 +134,11 @@ class Repository:
         """The batch's addresses with their names, in row order, each address once: what is sent to Bouncer."""
         return await self._batches.batch_emails(batch_id)
 
-    async def try_claim_submission(self, batch_id: int, max_in_flight: int) -> ClaimResult:
-        """Atomically move a pending batch to submitting (attempts + 1) if fewer than `max_in_flight` are in flight.
+    async def try_claim_submission(
+        self, batch_id: int, max_in_flight: int, callback_token: str | None = None
+    ) -> ClaimResult:
+        """Atomically move a pending batch to submitting (attempts + 1) if fewer than `max_in_flight` are in flight,
+        storing `callback_token` (the digest of this submission's callback secret; None clears it).
 
         Atomic across processes and machines: the check and the update run under one database-wide lock.
         PostgreSQL: a transaction-scoped advisory lock (released by commit or a dropped connection, never
@@ -142,7 +146,7 @@ class Repository:
         server lock (session-scoped, so released explicitly and by a dropped connection); the work runs in a
         transaction started after the lock is held, so its snapshot sees every earlier claim.
         """
-        return await self._claims.try_claim_submission(batch_id, max_in_flight)
+        return await self._claims.try_claim_submission(batch_id, max_in_flight, callback_token)
 
     async def release_submission(self, batch_id: int, error: str | None) -> None:
         """Give the slot back: submitting -> pending, because the create request certainly never reached Bouncer."""
@@ -151,8 +155,15 @@ class Repository:
     async def record_batch_submitted(
         self, batch_id: int, bouncer_batch_id: str, quantity: int, duplicates: int, status: BatchState
     ) -> None:
-        """Bouncer accepted the batch: store its id and counts, and mark its emails submitted."""
-        await self._batches.record_batch_submitted(batch_id, bouncer_batch_id, quantity, duplicates, status)
+        """Bouncer accepted the batch: store its id and counts, and mark its emails submitted (only while the
+        batch is still `submitting`: a callback may have recorded it first)."""
+        answer = SubmittedBatch(bouncer_batch_id, quantity, duplicates, status)
+        await self._batches.record_batch_submitted(batch_id, answer)
+
+    async def take_callback(self, token_digest: str, answer: SubmittedBatch | None) -> BatchRecord | None:
+        """The batch whose callback token has this digest, as it was; the token is cleared (single use), and a
+        batch still `submitting` is recorded with `answer`. None when no batch holds the token."""
+        return await self._batches.take_callback(token_digest, answer)
 
     async def record_batch_progress(self, batch_id: int, status: BatchState, processed: int | None) -> None:
         """Store what a status poll saw; ignored once the batch is downloaded or dead (a late poll changes nothing)."""

@@ -3,7 +3,7 @@ SQLAlchemy 2 Mapped models, valid on SQLite, PostgreSQL and MariaDB.
 
 Table names are the seed's exactly. Bouncer_Requests (migration 0002) is ours: one row per request, so a request
 can be found again by its content (a re-run resumes it) or by an idempotency key, and listed. The HTTP API's
-tokens (stored as hashes only) and its webhook delivery log (migration 0004) are ours too. Migration 0005 adds
+tokens (stored as hashes only) and its webhook delivery log (migration 0003) are ours too. Migration 0005 adds
 what credits/ needs: each result's `source`, the billable count of every batch and request, and an index to find
 an address's earlier results.
 
@@ -124,6 +124,7 @@ class BatchModel(Base):
     __table_args__ = (
         Index(None, "status"),
         Index(None, "request_id"),
+        Index(None, "callback_token", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -147,6 +148,8 @@ class BatchModel(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     downloaded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: SHA-256 digest of the secret token in the batch's callback URL (migration 0004); cleared once used.
+    callback_token: Mapped[str | None] = mapped_column(String(64))
 
 
 class QueueModel(Base):
