@@ -52,6 +52,8 @@ class Runtime:
     auth_gate: RedisAuthGate
     metrics: Metrics
     ctx: StageContext
+    #: Monitoring reads (health, progress, export, history): DATABASE_READ_URL's replica, else `repo` itself.
+    read_repo: Repository
 
 
 def worker_name() -> str:
@@ -92,13 +94,14 @@ async def open_runtime(
         )
         stack.push_async_callback(engine.dispose)
         repo = Repository(engine)
+        read_repo = await stack.enter_async_context(_read_repository(settings, repo))
         limiter = RateLimiter(engine, budgets_from_settings(settings), worker=worker_name())
         bouncer = make_bouncer_client(
             settings, transport=bouncer_transport, on_response=metrics.bouncer_response, api_key=api_key
         )
         stack.push_async_callback(bouncer.aclose)
         enqueuer = BullmqEnqueuer(
-            redis.bullmq_connection(),
+            redis,
             settings.queue_prefix,
             attempts=settings.job_attempts,
             backoff_ms=settings.job_backoff_ms,
@@ -106,7 +109,7 @@ async def open_runtime(
             keep_failed=settings.keep_failed_jobs,
         )
         stack.push_async_callback(enqueuer.close)
-        admin = QueueAdmin(redis.bullmq_connection(), settings.queue_prefix)
+        admin = QueueAdmin(redis, settings.queue_prefix)
         stack.push_async_callback(admin.close)
         flags_client = redis.open_client()
         stack.push_async_callback(flags_client.aclose)
@@ -122,4 +125,19 @@ async def open_runtime(
             observer=metrics,
             auth_gate=auth_gate,
         )
-        yield Runtime(settings, redis, engine, repo, limiter, bouncer, enqueuer, admin, gate, auth_gate, metrics, ctx)
+        yield Runtime(
+            settings, redis, engine, repo, limiter, bouncer, enqueuer, admin, gate, auth_gate, metrics, ctx, read_repo
+        )
+
+
+@asynccontextmanager
+async def _read_repository(settings: Settings, primary: Repository) -> AsyncIterator[Repository]:
+    """A repository on DATABASE_READ_URL when set (disposed on exit), else the primary one."""
+    if settings.database_read_url is None:
+        yield primary
+        return
+    engine = make_engine(settings.read_database_url(), pool_size=settings.database_pool_size, ssl=settings.database_ssl)
+    try:
+        yield Repository(engine)
+    finally:
+        await engine.dispose()

@@ -44,12 +44,25 @@ class Settings(BaseSettings):
     bouncer_timeout_seconds: float = Field(default=30.0, gt=0)
     bouncer_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     bouncer_max_connections: int = Field(default=20, ge=1)
+    #: Read and write timeout of the batch-create call alone: a 100,000-address body is about 4 MB to upload,
+    #: and Bouncer answers only once it has stored and counted it. Every other call uses the one above.
+    bouncer_create_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: The base URL at which Bouncer can reach this system's callback route (e.g. https://bq.example.com); with
+    #: it, every create carries `?callback=<this>/bouncer/callback/<token>`, which resolves a lost create answer.
+    bouncer_callback_url: str | None = None
+    #: How long a batch whose create answer was lost waits for Bouncer's callback before it is dead-lettered.
+    callback_wait_seconds: float = Field(default=86_400.0, gt=0)
+    #: The workers' HTTP listener for Bouncer callbacks (it may be the same port as METRICS_PORT).
+    callback_port: int | None = None
+    callback_host: str = "127.0.0.1"
 
     # Redis (the seed's names, or one URL; rediss:// for TLS)
     redis_url: SecretStr | None = None
     redis_host: str | None = None
     redis_port: int = 6379
     redis_password: SecretStr | None = None
+    #: REDIS_URL (or REDIS_HOST) names one node of a Redis Cluster; QUEUE_PREFIX's hash tag keeps us in one slot.
+    redis_cluster: bool = False
     #: bullmq key prefix. The braces are a Redis Cluster hash tag: every key of every queue lands in one slot.
     queue_prefix: str = "{bouncer}"
 
@@ -62,6 +75,8 @@ class Settings(BaseSettings):
     # Batching (the seed's names)
     batch_size: int = Field(default=10_000, ge=1, le=100_000)
     max_concurrent_batches: int = Field(default=15, ge=1, le=25)
+    #: Answers reused from earlier requests when verified within this many days (credits/cache.py); 0 = off.
+    result_cache_days: float = Field(default=30.0, ge=0)
 
     # Shared Bouncer rate limits: a sliding window per budget, shared by every worker process.
     rate_limit_max: int = Field(default=180, ge=1)
@@ -138,9 +153,27 @@ class Settings(BaseSettings):
     webhook_interval_seconds: float = Field(default=5.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # Production: liveness, read replicas
+    #: A read replica of DATABASE_URL for the monitoring reads (stats, health, progress, export, history).
+    database_read_url: SecretStr | None = None
+    #: How often each workers process renews its heartbeat in Redis (`workers list`, `health`, /livez).
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+    #: A heartbeat not renewed for this long has expired: that process counts as dead.
+    heartbeat_ttl_seconds: float = Field(default=30.0, gt=0)
+
     @field_validator("bouncer_api_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("bouncer_callback_url")
+    @classmethod
+    def _callback_base(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
@@ -163,6 +196,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _heartbeat_outlives_interval(self) -> Settings:
+        if self.heartbeat_ttl_seconds <= self.heartbeat_interval_seconds:
+            raise ValueError("HEARTBEAT_TTL_SECONDS must be longer than HEARTBEAT_INTERVAL_SECONDS")
+        return self
+
+    @model_validator(mode="after")
     def _absolute_state_dir(self) -> Settings:
         self.state_dir = self.state_dir.expanduser().resolve()
         return self
@@ -174,6 +213,12 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite+aiosqlite:///{self.state_dir / 'bouncer-queue.db'}"
+
+    def read_database_url(self) -> str:
+        """DATABASE_READ_URL (a replica for monitoring reads), or the database itself."""
+        if self.database_read_url is not None:
+            return self.database_read_url.get_secret_value()
+        return self.effective_database_url()
 
     def external_redis_url(self) -> str | None:
         """REDIS_URL, or one built from REDIS_HOST/PORT/PASSWORD; None means: use the embedded Valkey."""
@@ -216,5 +261,6 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value in force, for the log redactor."""
         values = [self.bouncer_api_key, self.redis_password, self.redis_url, self.database_url, self.webhook_secret]
+        values.append(self.database_read_url)
         found = [v.get_secret_value() for v in values if v is not None]
         return [s for s in found if s]

@@ -35,13 +35,21 @@ class EmailState(StrEnum):
     COMPLETED = "completed"  #: a result is stored
     FAILED = "failed"  #: Bouncer returned no result for it
     DEAD = "dead"  #: its batch was dead-lettered
+    INVALID = "invalid"  #: undeliverable by syntax, answered locally and never sent (credits/prefilter.py)
     SKIPPED = "skipped"  #: the input row has no address; stored only so the export gives the row back
     CANCELLED = "cancelled"  #: its request was cancelled before its batch was sent
 
 
 #: Emails that will not change any more: a request whose emails are all in these states is done.
 FINISHED_EMAIL_STATES = frozenset(
-    {EmailState.COMPLETED, EmailState.FAILED, EmailState.DEAD, EmailState.SKIPPED, EmailState.CANCELLED}
+    {
+        EmailState.COMPLETED,
+        EmailState.FAILED,
+        EmailState.DEAD,
+        EmailState.INVALID,
+        EmailState.SKIPPED,
+        EmailState.CANCELLED,
+    }
 )
 
 

@@ -3,10 +3,12 @@
     VerifierError
      ├── ConfigError              bad or missing settings
      ├── InputError               a list that cannot be read (broken CSV, wrong encoding, oversize, no email column)
+     ├── CreditsRefused           a request would cost more credits than --max-credits or the balance allows
      ├── StorageError             the database cannot be reached or refused a write
      │    └── DatabaseUnavailable the database does not answer (refused, down, connection lost): a pause
      ├── QueueBackendError        Redis/Valkey cannot be reached
      ├── UnknownQueueError        a queue name that is not one of the four
+     ├── ReplayRefused            a dead letter whose batch may have been charged, replayed without --force
      └── BouncerError             everything about the Bouncer API (bouncer/errors.py draws its subtree)
           ├── BouncerAPIError     Bouncer answered with an error status (401, 402, 403, 404, 400/405, 429, 5xx)
           └── BouncerUnavailable  no answer: connection refused, timeout, broken response
@@ -39,6 +41,10 @@ class InputError(VerifierError):
     """The input list cannot be read."""
 
 
+class CreditsRefused(VerifierError):
+    """The request would cost more credits than allowed or available; nothing was stored."""
+
+
 class StorageError(VerifierError):
     """The database cannot be reached or refused the operation."""
 
@@ -53,6 +59,10 @@ class QueueBackendError(VerifierError):
 
 class UnknownQueueError(VerifierError):
     """No queue has that name."""
+
+
+class ReplayRefused(VerifierError):
+    """This dead letter's batch may already have been created and charged at Bouncer; replay it with --force."""
 
 
 class Interrupted(Exception):

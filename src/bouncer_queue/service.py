@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,30 +20,33 @@ import httpx
 from bouncer_queue import access
 from bouncer_queue.access import IssuedToken, Scope
 from bouncer_queue.bootstrap import Runtime, open_runtime
-from bouncer_queue.bouncer import AuthError, Forbidden
+from bouncer_queue.bouncer import BouncerError
 from bouncer_queue.bouncer.client import ApiKeyProvider
 from bouncer_queue.config import Settings
-from bouncer_queue.domain import BatchState, Priority, RequestState
-from bouncer_queue.errors import QueueBackendError
-from bouncer_queue.ops.health import HealthReport, HealthSnapshot, Thresholds, evaluate, log_alerts, process_rss_mb
+from bouncer_queue.credits.cache import cache_since
+from bouncer_queue.credits.estimate import Balance, Budgets, Estimate, count_rows, read_balance, stored_counts
+from bouncer_queue.credits.reservations import credits_report
+from bouncer_queue.domain import Priority, RequestState
+from bouncer_queue.ops.health import HealthProbe, HealthReport, report_without_runtime
+from bouncer_queue.ops.heartbeat import WorkerInfo, live_workers
 from bouncer_queue.ops.metrics import Metrics
 from bouncer_queue.ops.redact import Redactor
 from bouncer_queue.pipeline import cancel, deadletter, recover
 from bouncer_queue.pipeline.cancel import CancelResult
-from bouncer_queue.pipeline.ingest import AddResult, EmailInput, Tracking, add_emails_to_queue
+from bouncer_queue.pipeline.ingest import AddResult, CreditOptions, EmailInput, Tracking, add_emails_to_queue
 from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, WORK_QUEUES, check_queue_name
-from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.records import (
     ApiToken,
     BatchRecord,
     DeadLetter,
+    EmailRow,
     ExportRow,
     HealthMetric,
     RequestProgress,
     RequestRecord,
     WebhookDelivery,
 )
-from bouncer_queue.storage.repository import Repository
+from bouncer_queue.storage.repository import RequestCredits
 from bouncer_queue.tracking import RequestStatus, status_of
 
 log = logging.getLogger(__name__)
@@ -122,11 +126,14 @@ class QueueManager:
         fingerprint: str | None = None,
         source: str | None = None,
         tracking: Tracking | None = None,
+        credits: CreditOptions | None = None,
+        on_stored: Callable[[str], Awaitable[None]] | None = None,
     ) -> AddResult:
         """Store and enqueue a list; `delay` (ms) holds back its first jobs. A `request_id` already stored is
         returned as it is (`existing`), and nothing is stored; `fingerprint` lets `find_request` find it.
         `tracking` adds an idempotency key (a request already stored under it is returned instead) and a
-        webhook URL."""
+        webhook URL. `credits` (default: the result cache of RESULT_CACHE_DAYS, no credit check) says how the
+        request may spend; `on_stored(request_id)` runs once it is stored, before its first job is enqueued."""
         rt = self.runtime
         return await add_emails_to_queue(
             rt.repo,
@@ -140,6 +147,8 @@ class QueueManager:
             fingerprint=fingerprint,
             source=source,
             tracking=tracking,
+            credits=credits or CreditOptions(cache_days=self.settings.result_cache_days),
+            on_stored=on_stored,
         )
 
     async def find_request(self, fingerprint: str) -> RequestRecord | None:
@@ -174,16 +183,74 @@ class QueueManager:
         refunds the addresses it had not verified. `found` is False for an unknown id. Safe to repeat."""
         return await cancel.cancel_request(self.runtime.ctx, request_id)
 
-    async def live_worker_count(self) -> int | None:
-        """How many workers serve the queues now; None when it cannot be told. From the queues' worker
-        connections (bullmq's getWorkers) until workers publish a heartbeat, which can then answer here."""
-        return await self.runtime.admin.worker_count()
+    async def live_worker_count(self) -> int:
+        """Workers processes alive now (unexpired heartbeats, ops/heartbeat.py) that serve a pipeline queue."""
+        return sum(1 for worker in await self.live_workers() if set(worker.queues) & set(WORK_QUEUES))
+
+    # Credits (credits/): what a list would cost, what the balance is, what requests hold and spend
+
+    async def estimate(
+        self, rows: Iterable[EmailRow], blank_rows: Callable[[], int] = lambda: 0, *, use_cache: bool = True
+    ) -> Estimate:
+        """What the rows would cost, read as add_emails_to_queue reads them; stores nothing (one /credits call).
+        `blank_rows` tells, once the rows are read, how many the reader skipped for having no address."""
+        days = self.settings.result_cache_days if use_cache else 0
+        counts = await count_rows(rows, blank_rows, self.runtime.repo, cache_since(days))
+        return Estimate.of(counts, await self.credit_balance(), self._budgets())
+
+    async def stored_estimate(self, request_id: str, blank_rows: int, balance: Balance) -> Estimate:
+        """The estimate's counts read back from a request just stored, before any of it is sent."""
+        repo = self.runtime.repo
+        progress, request = await repo.request_progress(request_id), await repo.get_request(request_id)
+        billable = request.billable if request is not None else 0
+        counts = stored_counts(progress.emails_by_state, billable, blank_rows)
+        return Estimate.of(counts, balance, self._budgets())
+
+    async def credit_balance(self) -> Balance:
+        """Bouncer's balance (one /credits call through the shared limiter) and what unsent requests hold."""
+        checked_at = datetime.now(UTC)  # before the call: batches sent after it count as held
+        return Balance(checked_at, await self._balance(), await self._reserved())
+
+    def _budgets(self) -> Budgets:
+        s = self.settings
+        return Budgets(s.batch_size, s.rate_limit_window_seconds, s.rate_limit_max, s.rate_limit_create_max)
+
+    async def request_credits(self, request_ids: list[str] | None = None) -> list[RequestCredits]:
+        """Credits per request (the active ones unless named): billable, reserved, spent."""
+        return await self.runtime.repo.request_credits(request_ids)
+
+    async def credits_report(self, at_bouncer: int | None) -> dict[str, Any]:
+        """Credits at Bouncer (as last read), reserved, available and spent, in all and per active request."""
+        return credits_report(await self.request_credits(), at_bouncer)
+
+    async def last_known_credits(self) -> int | None:
+        """The balance the newest health check that asked Bouncer recorded (no Bouncer call), or None."""
+        latest = await self.runtime.read_repo.latest_credits()
+        return latest[0] if latest is not None else None
+
+    async def _balance(self) -> int | None:
+        rt = self.runtime
+
+        async def acquire() -> int:
+            decision = await rt.limiter.acquire(["credits"], "credits")
+            return 0 if decision.allowed else max(decision.wait_ms, 1)
+
+        try:
+            return await read_balance(acquire, rt.bouncer.credits)
+        except BouncerError as exc:  # an estimate without the balance still counts the list
+            log.warning("credits unknown: %s", scrub(self.settings, str(exc)), extra={"action": "credits_unknown"})
+            return None
+
+    async def _reserved(self) -> int:
+        return sum(r.reserved for r in await self.request_credits())
+
+    # Monitoring reads go to DATABASE_READ_URL's replica when one is configured (runtime.read_repo).
 
     async def request_progress(self, request_id: str) -> RequestProgress:
-        return await self.runtime.repo.request_progress(request_id)
+        return await self.runtime.read_repo.request_progress(request_id)
 
     def export(self, request_id: str, statuses: Collection[str] | None = None) -> AsyncIterator[ExportRow]:
-        return self.runtime.repo.iter_export(request_id, statuses)
+        return self.runtime.read_repo.iter_export(request_id, statuses)
 
     async def recover(self) -> int:
         """Re-enqueue the next job of every unfinished batch from the database (after a Redis loss)."""
@@ -212,11 +279,16 @@ class QueueManager:
     # Queue operations (seed, "Queue Operations")
 
     async def get_queue_stats(self) -> dict[str, dict[str, int]]:
+        """Job counts by queue and state, each job in one state (QueueAdmin.counts)."""
         return await self.runtime.admin.counts()
 
     async def paused_queues(self) -> list[str]:
         """The queues that are paused now."""
         return [queue for queue in ALL_QUEUES if await self.runtime.admin.is_paused(queue)]
+
+    async def get_bullmq_stats(self) -> dict[str, dict[str, int | bool]]:
+        """BullMQ's own job counts by queue, plus isPaused: what bull-board and Node's Queue.getJobCounts show."""
+        return await self.runtime.admin.bullmq_counts()
 
     async def pause_queue(self, queue: str) -> None:
         await self.runtime.admin.pause(check_queue_name(queue))
@@ -238,174 +310,56 @@ class QueueManager:
     # Dead letters
 
     async def dead_letters(self, *, include_replayed: bool = False, limit: int = 100) -> list[DeadLetter]:
-        return await self.runtime.repo.list_dead_letters(include_replayed=include_replayed, limit=limit)
+        return await self.runtime.read_repo.list_dead_letters(include_replayed=include_replayed, limit=limit)
 
     async def get_dead_letter(self, letter_id: int) -> DeadLetter | None:
         return await self.runtime.repo.get_dead_letter(letter_id)
 
-    async def replay_dead_letter(self, letter_id: int) -> bool:
-        return await deadletter.replay(self.runtime.ctx, letter_id)
+    async def replay_dead_letter(self, letter_id: int, *, force: bool = False) -> bool:
+        """Replay one dead letter; ReplayRefused for one that may have been charged, unless `force`."""
+        return await deadletter.replay(self.runtime.ctx, letter_id, force=force)
 
-    async def replay_all_dead_letters(self) -> int:
-        letters = await self.dead_letters(limit=10_000)
-        return sum([await self.replay_dead_letter(letter.id) for letter in letters])
+    async def replay_all_dead_letters(self, *, force: bool = False) -> int:
+        """Replay every dead letter not yet replayed; without `force`, those that may have been charged are
+        left alone (see `dead_letters_needing_force`)."""
+        # From the primary: a replica's lag must not leave the newest letters out of "all".
+        letters = await self.runtime.repo.list_dead_letters(limit=10_000)
+        chosen = [d for d in letters if force or not deadletter.may_have_been_charged(d)]
+        return sum([await self.replay_dead_letter(d.id, force=force) for d in chosen])
 
-    # Health (seed, "Monitoring and Health")
+    async def dead_letters_needing_force(self) -> list[DeadLetter]:
+        """The unreplayed dead letters whose batch may have been charged."""
+        return [d for d in await self.dead_letters(limit=10_000) if deadletter.may_have_been_charged(d)]
 
-    async def get_health_status(self, *, record: bool = False) -> HealthReport:
-        """Probe Redis, the database and Bouncer, and judge the result against the alert thresholds."""
-        snapshot = await self._snapshot()
-        report = evaluate(snapshot, Thresholds.from_settings(self.settings))
-        if record:
-            await self._record(report)
-            log_alerts(report, log)
-        return report
+    # Health (seed, "Monitoring and Health"): probing lives in ops/health
+
+    @property
+    def health(self) -> HealthProbe:
+        return HealthProbe(self.runtime, self._started_at)
+
+    async def get_health_status(self, *, live: bool = False, record: bool = False) -> HealthReport:
+        """Probe Redis, the database and the workers; credits as last recorded, or asked of Bouncer when `live`."""
+        return await self.health.report(live=live, record=record)
 
     async def refresh_metrics(self) -> None:
         """Set the queue, rate-limit and batch gauges from Redis and the database; no Bouncer call."""
-        errors: dict[str, str] = {}
-        counts = await self._counts(errors)
-        usage = await self._utilization(errors)
-        in_flight = await self.runtime.repo.in_flight_count()
-        self._publish(counts, usage, in_flight, None)
+        await self.health.refresh_metrics()
 
     async def health_history(self, limit: int = 20) -> list[HealthMetric]:
-        return await self.runtime.repo.recent_health_metrics(limit)
+        return await self.runtime.read_repo.recent_health_metrics(limit)
 
-    async def _snapshot(self) -> HealthSnapshot:
-        rt = self.runtime
-        errors: dict[str, str] = {}
-        redis_ms, redis_mem, redis_max = await self._redis_probe(errors)
-        db_ms = await self._database_probe(errors)
-        credits = await self._credits_probe(errors)
-        counts = await self._counts(errors)
-        usage = await self._utilization(errors)
-        backlog = sum(counts.get(q, {}).get(s, 0) for q in WORK_QUEUES for s in ("waiting", "delayed"))
-        failed = sum(counts.get(q, {}).get("failed", 0) for q in WORK_QUEUES)
-        in_flight = await rt.repo.in_flight_count() if db_ms is not None else 0
-        gate_closed = await rt.credits_gate.is_closed() if redis_ms is not None else False
-        key_refused = await self.api_key_refused() if redis_ms is not None else None
-        oldest = await rt.admin.oldest_waiting_age_seconds() if redis_ms is not None else None
-        self._publish(counts, usage, in_flight, credits)
-        return HealthSnapshot(
-            redis_ok=redis_ms is not None,
-            redis_latency_ms=redis_ms,
-            database_ok=db_ms is not None,
-            database_latency_ms=db_ms,
-            bouncer_ok="bouncer" not in errors,
-            credits_left=credits,
-            rate_limit_utilization=usage,
-            process_rss_mb=process_rss_mb(),
-            redis_used_memory_mb=redis_mem,
-            redis_maxmemory_mb=redis_max,
-            uptime_seconds=time.monotonic() - self._started_at,
-            batches_in_flight=in_flight,
-            max_batches=self.settings.max_concurrent_batches,
-            backlog=backlog,
-            failed_jobs=failed,
-            oldest_waiting_age_seconds=oldest,
-            credits_exhausted=gate_closed,
-            api_key_refused=key_refused,
-            errors=errors,
-        )
-
-    async def _redis_probe(self, errors: dict[str, str]) -> tuple[float | None, float | None, float | None]:
+    async def live_workers(self) -> list[WorkerInfo]:
+        """The workers processes whose heartbeat has not expired."""
         client = self.runtime.redis.open_client()
         try:
-            started = time.perf_counter()
-            info: dict[str, Any] = await client.info("memory")
-            latency = (time.perf_counter() - started) * 1000
-        except Exception as exc:  # any failure is a finding of the probe, not an error of the health call
-            errors["redis"] = f"{type(exc).__name__}: {self._scrub(str(exc))}"
-            return None, None, None
+            return await live_workers(client, self.settings.queue_prefix)
         finally:
             await client.aclose()
-        mb = 1024 * 1024
-        maxmemory = float(info.get("maxmemory", 0) or 0)
-        return latency, float(info.get("used_memory", 0)) / mb, (maxmemory / mb) or None
-
-    async def _database_probe(self, errors: dict[str, str]) -> float | None:
-        try:
-            return await self.runtime.repo.ping() * 1000
-        except Exception as exc:
-            errors["database"] = self._scrub(str(exc))
-            return None
-
-    async def _credits_probe(self, errors: dict[str, str]) -> int | None:
-        """Credits left at Bouncer; also reopens the credits gate when they are back."""
-        rt = self.runtime
-        try:
-            decision = await rt.limiter.acquire(["credits"], "credits")
-            if not decision.allowed:
-                return None  # Bouncer allows 10 credit checks a minute; skipping one is not a failure
-            credits = await rt.bouncer.credits()
-        except (AuthError, Forbidden) as exc:
-            await rt.auth_gate.close(str(exc))
-            errors["bouncer"] = self._scrub(str(exc))
-            return None
-        except Exception as exc:
-            errors["bouncer"] = self._scrub(str(exc))
-            return None
-        await rt.auth_gate.open()  # the key in force was just accepted
-        if await rt.credits_gate.is_closed() and credits >= await self._credits_needed():
-            await rt.credits_gate.open()
-            log.warning("Bouncer credits are back; submissions resume", extra={"action": "credits_restored"})
-        return credits
 
     async def api_key_refused(self) -> str | None:
         """Why Bouncer refused the API key in force (the auth gate is closed), or None."""
         gate = self.runtime.auth_gate
         return await gate.reason() if await gate.is_closed() else None
-
-    async def _credits_needed(self) -> int:
-        """What the smallest waiting batch costs: reopening the gate for less would only earn another 402."""
-        pending = await self.runtime.repo.batches_in_states([BatchState.PENDING])
-        return min((b.quantity for b in pending), default=1)
-
-    async def _counts(self, errors: dict[str, str]) -> dict[str, dict[str, int]]:
-        try:
-            return await self.runtime.admin.counts()
-        except Exception as exc:
-            errors.setdefault("redis", self._scrub(str(exc)))
-            return {}
-
-    async def _utilization(self, errors: dict[str, str]) -> dict[str, float]:
-        try:
-            usage = await self.runtime.limiter.usage()
-        except Exception as exc:
-            errors.setdefault("database", self._scrub(str(exc)))
-            return {}
-        return {name: used / limit if limit else 0.0 for name, (used, limit) in usage.items()}
-
-    def _publish(
-        self, counts: dict[str, dict[str, int]], usage: dict[str, float], in_flight: int, credits: int | None
-    ) -> None:
-        metrics = self.runtime.metrics
-        metrics.set_queue_counts(counts)
-        for budget, value in usage.items():
-            metrics.set_rate_limit_utilization(budget, value)
-        metrics.set_batches_in_flight(in_flight)
-        if credits is not None:
-            metrics.set_credits_left(credits)
-
-    async def _record(self, report: HealthReport) -> None:
-        data = report.to_dict()
-        snap = data.get("snapshot", {})
-        numbers = {
-            "backlog": snap.get("backlog"),
-            "failed_jobs": snap.get("failed_jobs"),
-            "rate_limit_utilization": max((snap.get("rate_limit_utilization") or {}).values(), default=None),
-            "memory_mb": snap.get("process_rss_mb"),
-            "redis_latency_ms": snap.get("redis_latency_ms"),
-            "batches_in_flight": snap.get("batches_in_flight"),
-            "credits_left": snap.get("credits_left"),
-        }
-        alerts = tuple(alert.name for alert in report.alerts)
-        metric = HealthMetric(status=report.status, snapshot=data, alerts=alerts)
-        await self.runtime.repo.record_health_metric(metric, numbers)
-
-    def _scrub(self, text: str) -> str:
-        return scrub(self.settings, text)
 
 
 def scrub(settings: Settings, text: str) -> str:
@@ -413,53 +367,17 @@ def scrub(settings: Settings, text: str) -> str:
     return Redactor(settings.secrets()).redact(text)
 
 
-async def check_health(settings: Settings) -> HealthReport:
+async def check_health(settings: Settings, *, live: bool = False) -> HealthReport:
     """The health report, also when the system cannot start: Redis or the database down is a finding, not a crash."""
     manager = QueueManager(settings)
     try:
         await manager.start()
     except Exception as exc:
-        return await _report_without_runtime(settings, exc)
+        return await report_without_runtime(settings, exc)
     try:
-        return await manager.get_health_status()
+        return await manager.get_health_status(live=live)
     finally:
         await manager.stop()
-
-
-async def _report_without_runtime(settings: Settings, error: Exception) -> HealthReport:
-    """Why start() failed, as a report: Redis refused (QueueBackendError), or the database (probed on its own)."""
-    errors: dict[str, str] = {}
-    redis_ok = not isinstance(error, QueueBackendError)
-    if not redis_ok:
-        errors["redis"] = scrub(settings, str(error))
-    database_ok = await _database_reachable(settings, errors)
-    if redis_ok and database_ok:
-        # Both answer, yet the runtime would not open: the schema is behind, for example.
-        database_ok = False
-        errors["database"] = scrub(settings, f"{type(error).__name__}: {error}")
-    snapshot = HealthSnapshot(
-        redis_ok=redis_ok,
-        database_ok=database_ok,
-        bouncer_ok=True,  # not probed: without Redis and the database the verdict is unhealthy anyway
-        max_batches=settings.max_concurrent_batches,
-        process_rss_mb=process_rss_mb(),
-        errors=errors,
-    )
-    report = evaluate(snapshot, Thresholds.from_settings(settings))
-    log.warning("health: %s", "; ".join(report.problems), extra={"action": "health_unhealthy"})
-    return report
-
-
-async def _database_reachable(settings: Settings, errors: dict[str, str]) -> bool:
-    engine = make_engine(settings.effective_database_url(), pool_size=1, ssl=settings.database_ssl)
-    try:
-        await Repository(engine).ping()
-    except Exception as exc:
-        errors["database"] = scrub(settings, f"{type(exc).__name__}: {exc}")
-        return False
-    finally:
-        await engine.dispose()
-    return True
 
 
 __all__ = ["ALL_QUEUES", "DEAD_LETTER", "QueueManager", "check_health"]

@@ -11,9 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 from bouncer_queue.storage.records import RequestProgress, RequestRecord, RequestTimeline
 
-#: Email states that are an outcome: nothing more will happen to the address.
-FINISHED_EMAIL_STATES = ("completed", "failed", "dead")
-
 
 @dataclass(frozen=True)
 class RequestStatus:
@@ -26,7 +23,7 @@ class RequestStatus:
 
     @property
     def finished_emails(self) -> int:
-        return sum(self.progress.emails_by_state.get(s, 0) for s in FINISHED_EMAIL_STATES)
+        return self.progress.finished  # answered by Bouncer, the cache or the pre-filter, or given up on
 
     @property
     def done(self) -> bool:

@@ -1,11 +1,15 @@
-"""Running the workers: every queue's worker, the job schedulers, the metrics endpoint, until told to stop.
+"""Running the workers: every queue's worker, the job schedulers, heartbeat, HTTP listener, until told to stop.
 
 `run_workers(manager, stop)` is what `bouncer-queue workers` and `bouncer-queue verify` run. On start, and
 every RECONCILE_INTERVAL_SECONDS after, it offers the ledger's unfinished batches to the queues
 (pipeline/recover.py), so work survives Redis losing its data, with no restart. Several processes, on one
 machine or many, may run this at once: they share the queues, the batch slots (in the database) and the
 rate-limit budget (in the database). With WEBHOOK_SECRET set, it also sends the webhooks of finished requests
-(pipeline/webhooks.py).
+(pipeline/webhooks.py). Each writes a heartbeat to Redis (ops/heartbeat.py) and, with METRICS_PORT set, serves
+/metrics, /livez and /readyz (ops/probes.py) on the listener of ops/listener.py, which also takes routes of other
+features (`run_workers(..., endpoints=...)`). With CALLBACK_PORT set, the same listener (or one of its own, on
+another port) serves Bouncer's callbacks (ops/callback_route.py): any process may receive any batch's callback,
+since the ledger is shared.
 """
 
 from __future__ import annotations
@@ -13,18 +17,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from bouncer_queue import __version__
+from bouncer_queue.bootstrap import worker_name
 from bouncer_queue.errors import QueueBackendError
+from bouncer_queue.ops.callback_route import callback_routes
+from bouncer_queue.ops.heartbeat import Heartbeat, beating, make_info
+from bouncer_queue.ops.listener import Endpoint, serving
+from bouncer_queue.ops.metrics import JobOutcome
+from bouncer_queue.ops.probes import Liveness, LoopMonitor, ops_routes
+from bouncer_queue.pipeline.callbacks import CallbackOutcome, handle_callback
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.housekeeping import Housekeeping
+from bouncer_queue.pipeline.outcomes import Defer
 from bouncer_queue.pipeline.webhooks import WebhookPolicy, WebhookSender
+from bouncer_queue.queueing.connection import check_reachable
 from bouncer_queue.queueing.worker import JobContext, WorkerPool, build_workers
 from bouncer_queue.service import QueueManager
+from bouncer_queue.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +52,7 @@ def build_pool(manager: QueueManager) -> WorkerPool:
     settings = manager.settings
 
     async def health_check() -> None:
-        await manager.get_health_status(record=True)
+        await manager.get_health_status(live=True, record=True)
 
     housekeeping = Housekeeping(
         repo=rt.repo,
@@ -48,32 +65,72 @@ def build_pool(manager: QueueManager) -> WorkerPool:
 
     async def process(job_name: str, data: Mapping[str, Any], job: JobContext) -> Any:
         started = time.perf_counter()
-        ok = False
+        outcome: JobOutcome = "failed"
         try:
             result = await dispatcher.run(job_name, data)
-            ok = True
-            return result
+            outcome = "completed"
+            return await job_summary(rt.repo, job_name, data, result)
+        except Defer:
+            outcome = "deferred"
+            raise
         finally:
-            rt.metrics.observe_job(job.queue, job_name, time.perf_counter() - started, ok)
+            rt.metrics.observe_job(job.queue, job_name, time.perf_counter() - started, outcome)
+
+    async def on_final_failure(
+        queue: str, job_name: str, data: Mapping[str, Any], error: BaseException, attempts: int
+    ) -> None:
+        await dispatcher.on_final_failure(queue, job_name, data, error, attempts)
+        rt.metrics.dead_lettered(queue, job_name)
 
     return build_workers(
-        rt.redis.bullmq_connection(),
+        rt.redis,
         settings.queue_prefix,
         settings.queue_tuning(),
         process,
         drain_delay_seconds=settings.worker_drain_delay_seconds,
-        on_final_failure=dispatcher.on_final_failure,
+        on_final_failure=on_final_failure,
+        name=worker_name(),
     )
 
 
-async def run_workers(manager: QueueManager, stop: asyncio.Event) -> None:
-    """Run every worker until `stop` is set, then close them within the grace period."""
+async def job_summary(repo: Repository, job_name: str, data: Mapping[str, Any], result: Any) -> dict[str, Any]:
+    """What a job returns to BullMQ (QueueEvents, bull-board): a stage's own dict, else the batch's state and
+    counts after the job, so Node's tools show more than `null`."""
+    summary: dict[str, Any] = {"job_name": job_name}
+    if isinstance(result, Mapping):
+        return summary | dict(result)
+    batch_id = data.get("batch_id")
+    batch = await repo.get_batch(batch_id) if isinstance(batch_id, int) else None
+    if batch is None:
+        return summary
+    return summary | {
+        "batch_id": batch.id,
+        "request_id": batch.request_id,
+        "state": str(batch.status),
+        "emails": batch.quantity,
+        "retries": batch.retries,
+    }
+
+
+async def run_workers(manager: QueueManager, stop: asyncio.Event, endpoints: Sequence[Endpoint] = ()) -> None:
+    """Run every worker until `stop` is set, then close them within the grace period.
+
+    `endpoints` are extra HTTP routes for the workers' listener (see ops/listener.py), served beside the
+    operations routes when METRICS_PORT is set, or on their own address.
+    """
     settings = manager.settings
     await reconcile(manager)
     if stop.is_set():
         return  # stopped while starting (verify's list failed to read): build no worker, leave nothing to close
     pool = build_pool(manager)
-    async with serving_metrics(manager), reconciling(manager), sending_webhooks(manager):
+    async with (
+        LoopMonitor().running() as loop,
+        heartbeat(manager, pool.queues) as beat,
+        serving_http(manager, Liveness(loop, beat), endpoints),
+        refreshing_metrics(manager),
+        reconciling(manager),
+        sending_webhooks(manager),
+    ):
         await pool.start()
         log.info("workers started", extra={"action": "workers_started"})
         try:
@@ -158,19 +215,67 @@ async def sending_webhooks(manager: QueueManager) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def serving_metrics(manager: QueueManager) -> AsyncIterator[None]:
-    """With METRICS_PORT set: serve the metrics, and refresh the gauges every METRICS_REFRESH_SECONDS."""
+async def heartbeat(manager: QueueManager, queues: Sequence[str]) -> AsyncIterator[Heartbeat]:
+    """This process's heartbeat in Redis, renewed every HEARTBEAT_INTERVAL_SECONDS, withdrawn on exit."""
+    settings = manager.settings
+    client = manager.runtime.redis.open_client()
+    info = make_info(worker_name(), socket.gethostname(), os.getpid(), queues, __version__)
+    beat = Heartbeat(client, settings.queue_prefix, info, settings.heartbeat_ttl_seconds)
+    try:
+        async with beating(beat, settings.heartbeat_interval_seconds):
+            yield beat
+    finally:
+        await client.aclose()
+
+
+def ops_endpoint(manager: QueueManager, liveness: Liveness) -> Endpoint:
+    """/metrics, /livez and /readyz on METRICS_HOST:METRICS_PORT."""
+    settings = manager.settings
+    rt = manager.runtime
+    assert settings.metrics_port is not None
+    readiness = {"redis": lambda: check_reachable(rt.redis), "database": rt.repo.ping}
+    routes = ops_routes(rt.metrics, liveness, readiness)
+    return Endpoint(settings.metrics_host, settings.metrics_port, "METRICS_PORT", routes)
+
+
+def callback_endpoint(manager: QueueManager) -> Endpoint | None:
+    """POST /bouncer/callback/{token} on CALLBACK_HOST:CALLBACK_PORT (shared with METRICS_PORT when equal)."""
+    settings = manager.settings
+    if settings.callback_port is None:
+        if settings.bouncer_callback_url:
+            log.warning(
+                "BOUNCER_CALLBACK_URL is set but CALLBACK_PORT is not: this process serves no callbacks",
+                extra={"action": "callbacks_not_served"},
+            )
+        return None
+    ctx = manager.runtime.ctx
+
+    async def handle(token: str, body: Any) -> CallbackOutcome:
+        return await handle_callback(ctx, token, body)
+
+    return Endpoint(settings.callback_host, settings.callback_port, "CALLBACK_PORT", callback_routes(handle))
+
+
+@contextlib.asynccontextmanager
+async def serving_http(manager: QueueManager, liveness: Liveness, extra: Sequence[Endpoint]) -> AsyncIterator[None]:
+    """The workers' listener: the operations routes (with METRICS_PORT set) and any `extra` endpoints."""
+    endpoints = list(extra)
+    if manager.settings.metrics_port is not None:
+        endpoints.insert(0, ops_endpoint(manager, liveness))
+    callbacks = callback_endpoint(manager)
+    if callbacks is not None:
+        endpoints.append(callbacks)
+    async with serving(endpoints):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def refreshing_metrics(manager: QueueManager) -> AsyncIterator[None]:
+    """With METRICS_PORT set, refresh the gauges every METRICS_REFRESH_SECONDS."""
     settings = manager.settings
     if settings.metrics_port is None:
         yield
         return
-    server = manager.runtime.metrics.serve(settings.metrics_port, settings.metrics_host)
-    log.info(
-        "metrics on http://%s:%d/",
-        server.host,
-        server.port,
-        extra={"action": "metrics_serving", "host": server.host, "port": server.port},
-    )
     refresher = asyncio.create_task(refresh_metrics(manager, settings.metrics_refresh_seconds), name="metrics")
     try:
         yield
@@ -178,7 +283,6 @@ async def serving_metrics(manager: QueueManager) -> AsyncIterator[None]:
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
-        server.close()
 
 
 async def refresh_metrics(manager: QueueManager, every_seconds: float) -> None:

@@ -46,7 +46,8 @@ SEED = "bouncer-simulator"
 CLI = Path(sys.executable).with_name("bouncer-queue")
 BATCH_PATH = "/v1.1/email/verify/batch"
 
-_DOMAINS = ("example.com", "gmail.com", "acme.test", "mailinator.com", "dead-domain.example", "corp.example")
+# No special-use name (.test, .local, ...): the syntax pre-filter would answer those locally, never sending them.
+_DOMAINS = ("example.com", "gmail.com", "acme.example", "mailinator.com", "dead-domain.example", "corp.example")
 
 
 def make_emails(count: int, tag: str = "user") -> list[str]:

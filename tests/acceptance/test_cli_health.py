@@ -36,13 +36,13 @@ async def _take_batch_slots(n: int) -> None:
 
 async def _record_health() -> str:
     async with QueueManager(Settings()) as manager:
-        return (await manager.get_health_status(record=True)).status
+        return (await manager.get_health_status(live=True, record=True)).status
 
 
 def test_rate_limit_and_memory_alerts_are_shown_logged_and_stored(system: OpsSystem) -> None:
     assert system.cli("db", "upgrade").exit_code == 0
     system.set(RATE_LIMIT_MAX="2", ALERT_RATE_LIMIT_UTILIZATION="0.9", ALERT_MEMORY_MB="1")
-    healthy_before = system.cli("health", "--json", env={"ALERT_MEMORY_MB": "100000"})
+    healthy_before = system.cli("health", "--json", "--live", env={"ALERT_MEMORY_MB": "100000"})
     assert healthy_before.exit_code == 0, healthy_before.stdout
     assert '"status": "healthy"' in healthy_before.stdout and '"credits_left": 4321' in healthy_before.stdout
 

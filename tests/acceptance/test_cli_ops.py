@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from ops_support import OpsSystem, eventually, make_system
 
+from bouncer_queue.queueing.admin import BULLMQ_TYPES
 from bouncer_queue.queueing.names import ALL_QUEUES
 from bouncer_queue.simulator import SimulatorConfig
 
@@ -40,9 +41,10 @@ def test_db_upgrade_stats_and_unknown_queue(system: OpsSystem) -> None:
     table = system.cli("stats")
     assert table.exit_code == 0
     assert all(queue in table.stdout for queue in ALL_QUEUES) and "waiting" in table.stdout
-    assert system.cli_json("stats") == {
-        q: dict.fromkeys(("waiting", "active", "completed", "failed", "delayed", "paused"), 0) for q in ALL_QUEUES
-    }
+    stats = system.cli_json("stats")
+    credits = stats.pop("credits")
+    assert stats == {q: dict.fromkeys(BULLMQ_TYPES, 0) | {"isPaused": False} for q in ALL_QUEUES}
+    assert credits == {"at_bouncer": None, "reserved": 0, "available": None, "spent": 0, "requests": {}}
 
     for command in (["pause", "nope"], ["resume", "nope"], ["retry-failed", "nope"], ["clean-failed", "nope"]):
         wrong = system.cli(*command)
@@ -60,7 +62,19 @@ def test_pause_alerts_failures_retry_clean_and_dead_letters(system: OpsSystem) -
     assert system.cli("pause", "email-verification").stdout.strip() == "paused email-verification"
     emails = [f"user{i}@example.com" for i in range(6)]
     assert system.cli("submit", str(system.list_file("six.csv", emails))).exit_code == 0
-    assert system.counts() == {"waiting": 6, "active": 0, "completed": 0, "failed": 0, "delayed": 0, "paused": 6}
+    # BullMQ's own counts: our jobs carry a priority, so they are "prioritized"; each is counted once.
+    assert system.counts() == {
+        "active": 0,
+        "completed": 0,
+        "delayed": 0,
+        "failed": 0,
+        "paused": 0,
+        "prioritized": 6,
+        "waiting": 0,
+        "waiting-children": 0,
+        "isPaused": True,
+    }
+    assert "email-verification (paused)" in system.cli("stats").stdout
 
     # Backlog 6 > ALERT_BACKLOG=5: degraded (exit 0), the alert named; also recorded by the scheduled job.
     system.set(ALERT_BACKLOG="5", HEALTH_CHECK_INTERVAL_SECONDS="1")
@@ -76,7 +90,7 @@ def test_pause_alerts_failures_retry_clean_and_dead_letters(system: OpsSystem) -
         # Resumed, the jobs run and fail for good (Bouncer answers 400): failed jobs and dead letters.
         assert system.cli("resume", "email-verification").stdout.strip() == "resumed email-verification"
         eventually(lambda: system.counts()["failed"] == 6)
-        assert system.counts()["paused"] == 0
+        assert system.counts()["isPaused"] is False
         letters = eventually(lambda: len(found := _dead_letters(system)) == 6 and found)
         assert {letter["error_class"] for letter in letters} == {"BadRequest"}
         system.set(ALERT_BACKLOG="1000", ALERT_FAILED_JOBS="5")
@@ -110,12 +124,12 @@ def test_pause_alerts_failures_retry_clean_and_dead_letters(system: OpsSystem) -
 def test_recover_rebuilds_lost_jobs(system: OpsSystem) -> None:
     assert system.cli("db", "upgrade").exit_code == 0
     assert system.cli("submit", str(system.list_file("two.csv", ["a@example.com", "b@example.com"]))).exit_code == 0
-    assert system.counts()["waiting"] == 2
+    assert system.counts()["prioritized"] == 2
     _delete_queue_keys(system)  # as if Redis lost its data
-    assert system.counts()["waiting"] == 0
+    assert system.counts()["prioritized"] == 0
     recovered = system.cli("recover")
     assert recovered.exit_code == 0 and "2 jobs offered" in recovered.stdout
-    assert system.counts()["waiting"] == 2
+    assert system.counts()["prioritized"] == 2
 
 
 def _delete_queue_keys(system: OpsSystem) -> None:

@@ -4,7 +4,7 @@ Each test runs the real workers in this process (QueueManager + run_workers) on 
 prefix and a SQLite file, against a simulator on a loopback port shaped to produce one error class:
 
 - 429: the job defers (no attempt spent) until Bouncer takes the batch;
-- 402: the batch is dead-lettered, the credits gate closes, and a top-up + health check + replay finishes it;
+- 402: the batch stays pending, the credits gate closes, and a top-up + health check resumes it by itself;
 - 5xx: retried with exponential backoff, then it succeeds;
 - network error: retried, then dead-lettered after JOB_ATTEMPTS;
 - other 4xx (400): dead-lettered at once, one attempt made (401/403 close the auth gate: test_exactly_once.py);
@@ -67,7 +67,7 @@ async def test_429_defers_without_spending_attempts(system: System) -> None:
     await assert_results_match_simulator(system.database_url, added.request_id, 60)
 
 
-async def test_402_dead_letters_closes_the_gate_and_replay_finishes(system: System) -> None:
+async def test_402_holds_submissions_until_a_top_up_and_nothing_is_sent_twice(system: System) -> None:
     server = await system.simulator(credits=0)
     settings = system.settings(server.base_url, email_verification_concurrency=1)
     emails = make_emails(40, "credits")
@@ -75,33 +75,28 @@ async def test_402_dead_letters_closes_the_gate_and_replay_finishes(system: Syst
         added = await manager.add_emails_to_queue(emails, "u1")
         gate = manager.runtime.credits_gate
 
-        async def refused_and_waiting() -> bool:
+        async def held() -> bool:
             counts = await manager.get_queue_stats()
-            return len(await dead_letters(system.database_url)) == 1 and counts[EMAIL_VERIFICATION]["delayed"] == 1
+            return await gate.is_closed() and counts[EMAIL_VERIFICATION]["delayed"] == 2
 
-        await eventually(refused_and_waiting, "one batch dead-lettered, the other deferred")
-        [letter] = await dead_letters(system.database_url)
-        assert letter.error_class == "InsufficientCredits"
-        assert await gate.is_closed()
-        assert (await manager.get_queue_stats())[DEAD_LETTER]["waiting"] == 1
+        await eventually(held, "both batches held behind the closed credits gate")
+        assert await dead_letters(system.database_url) == []
         assert create_calls(server) == [402]  # the other batch was not sent while the gate was closed
         assert server.state.batch_creations == 0
-        states = await batch_states(system.database_url)
-        assert sorted(states.values()) == ["dead", "pending"]
+        assert sorted((await batch_states(system.database_url)).values()) == ["pending", "pending"]
 
         async with httpx.AsyncClient() as http:
             # A few credits, fewer than the waiting batch costs: the gate stays closed (no second 402).
             few = await http.post(f"{server.root_url}/__simulator/credits", json={"api_key": API_KEY, "credits": 5})
             few.raise_for_status()
-            await manager.get_health_status()
+            await manager.get_health_status(live=True)
             assert await gate.is_closed()
             topped = await http.post(
                 f"{server.root_url}/__simulator/credits", json={"api_key": API_KEY, "credits": 1_000}
             )
         topped.raise_for_status()
-        await manager.get_health_status()
+        await manager.get_health_status(live=True)
         assert not await gate.is_closed()
-        assert await manager.replay_all_dead_letters() == 1
         await wait_until_done(manager, added.request_id)
 
     assert create_calls(server) == [402, 200, 200]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,24 +68,45 @@ def test_metrics_endpoint_of_the_workers_process(system: OpsSystem) -> None:
         samples = eventually(
             lambda: (
                 (s := _samples(url))
-                and _value(s, "queue_jobs", queue="batch-download", state="completed") == 2
-                and _value(s, "credits_left") > 0  # set by the scheduled health check
+                and _value(s, "bouncer_queue_queue_jobs", queue="batch-download", state="completed") == 2
+                and _value(s, "bouncer_queue_credits_left") > 0  # set by the scheduled health check
                 and s
             )
         )
-    assert _value(samples, "queue_jobs", queue="email-verification", state="completed") == 2
-    assert _value(samples, "batches_in_flight") == 0
-    assert _value(samples, "jobs_processed_total", queue="email-verification", job="create-batch") >= 2
-    assert _value(samples, "jobs_processed_total", queue="batch-download", job="download-batch-results") == 2
-    assert _value(samples, "job_duration_seconds_count", queue="batch-download", job="download-batch-results") == 2
-    assert _value(samples, "bouncer_requests_total", endpoint="batch_create", status="200") == 2
-    assert _value(samples, "bouncer_rate_limited_total", endpoint="batch_create") >= 1
-    assert _value(samples, "bouncer_requests_total", endpoint="batch_create", status="429") >= 1
+    assert _value(samples, "bouncer_queue_queue_jobs", queue="email-verification", state="completed") == 2
+    assert _value(samples, "bouncer_queue_batches_in_flight") == 0
+    assert (
+        _value(samples, "bouncer_queue_jobs_processed_total", queue="email-verification", job_name="create-batch") >= 2
+    )
+    assert (
+        _value(samples, "bouncer_queue_jobs_processed_total", queue="batch-download", job_name="download-batch-results")
+        == 2
+    )
+    assert (
+        _value(
+            samples,
+            "bouncer_queue_job_duration_seconds_count",
+            queue="batch-download",
+            job_name="download-batch-results",
+        )
+        == 2
+    )
+    assert _value(samples, "bouncer_queue_bouncer_requests_total", endpoint="batch_create", status="200") == 2
+    assert _value(samples, "bouncer_queue_bouncer_rate_limited_total", endpoint="batch_create") >= 1
+    assert _value(samples, "bouncer_queue_bouncer_requests_total", endpoint="batch_create", status="429") >= 1
     for status in ("deliverable", "undeliverable", "unknown"):
-        assert _value(samples, "emails_verified_total", status=status) == 1
+        assert _value(samples, "bouncer_queue_emails_verified_total", status=status) == 1
     # Before or after the three addresses were charged, depending on when the last health check ran.
-    assert _value(samples, "credits_left") in (1_000_000, 1_000_000 - 3)
-    assert ("rate_limit_utilization", frozenset({("budget", "create")})) in samples
+    assert _value(samples, "bouncer_queue_credits_left") in (1_000_000, 1_000_000 - 3)
+    assert ("bouncer_queue_rate_limit_utilization", frozenset({("budget", "create")})) in samples
+    # Bouncer's 429 on the second create defers that job: a deferral, not a failure.
+    assert (
+        _value(samples, "bouncer_queue_jobs_deferred_total", queue="email-verification", job_name="create-batch") >= 1
+    )
+    assert [k for k, v in samples.items() if k[0] == "bouncer_queue_jobs_failed_total" and v > 0] == []
+    build = {"version": "0.1.0", "bullmq": "3.4.4", "python": platform.python_version()}
+    assert _value(samples, "bouncer_queue_build_info", **build) == 1
+    assert _value(samples, "bouncer_queue_process_resident_memory_bytes") > 0
 
 
 def test_sighup_rotates_the_api_key_without_a_restart(system: OpsSystem) -> None:

@@ -4,6 +4,14 @@ This is the adapter between the pipeline and Bouncer. It translates every httpx 
 status exactly once into the tree of `bouncer/errors.py`, asks its key provider for the API key on every
 request (so a rotated key is used without a restart) and reports each call to an optional `on_response`
 hook as (endpoint group, HTTP status or 0) for metrics. It never logs, raises or shows the key.
+
+Whether a failed request may have reached Bouncer (`BouncerUnavailable.request_sent`) is read from httpcore's
+trace of the request: a request whose body was never completely written (a refused connection, a reset while
+sending, a stale pooled keep-alive connection the server had closed) cannot have been acted on, so even a paid
+create may be sent again. A transport that does not trace (test mocks) is judged by the exception class alone.
+The create call has a timeout of its own (`create_timeout`), sized for a 100,000-address body, and may be
+given an AsyncClient of its own (`create_http`): `make_bouncer_client` passes one that keeps no idle
+connection, so a paid create never rides a pooled keep-alive connection the server may just have closed.
 """
 
 from __future__ import annotations
@@ -41,10 +49,14 @@ class BouncerClient:
         api_key: ApiKeyProvider,
         *,
         on_response: ResponseHook | None = None,
+        create_timeout: float | None = None,
+        create_http: httpx.AsyncClient | None = None,
     ) -> None:
         self._http = http
+        self._create_http = create_http or http
         self._api_key = api_key
         self._on_response = on_response
+        self._create_timeout = create_timeout
 
     def __repr__(self) -> str:
         return f"BouncerClient(base_url={str(self._http.base_url)!r})"
@@ -56,8 +68,10 @@ class BouncerClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the underlying AsyncClient (the client owns it once built by `make_bouncer_client`)."""
+        """Close the underlying AsyncClients (the client owns them once built by `make_bouncer_client`)."""
         await self._http.aclose()
+        if self._create_http is not self._http:
+            await self._create_http.aclose()
 
     def key_fingerprint(self) -> str | None:
         """A short hash naming the key in force, never the key itself: tells a refused key from its successor."""
@@ -70,7 +84,16 @@ class BouncerClient:
         """Submit addresses as a new async batch (this reserves credits at Bouncer)."""
         body = [{"email": e.email} if e.name is None else {"email": e.email, "name": e.name} for e in emails]
         params = {"callback": callback_url} if callback_url else None
-        response = await self._request("batch_create", "POST", "email/verify/batch", params=params, json=body)
+        timeout = self._timeout_at_least(self._create_timeout) if self._create_timeout else None
+        response = await self._request(
+            "batch_create",
+            "POST",
+            "email/verify/batch",
+            params=params,
+            json=body,
+            timeout=timeout,
+            http=self._create_http,
+        )
         return _parse(response, BatchInfo.model_validate)
 
     async def get_batch(self, batch_id: str, *, with_stats: bool = False) -> BatchInfo:
@@ -118,7 +141,8 @@ class BouncerClient:
     def _timeout_at_least(self, read_seconds: float) -> httpx.Timeout:
         current = self._http.timeout
         read = max(current.read or 0.0, read_seconds)
-        return httpx.Timeout(connect=current.connect, read=read, write=current.write, pool=current.pool)
+        write = max(current.write or 0.0, read_seconds)
+        return httpx.Timeout(connect=current.connect, read=read, write=write, pool=current.pool)
 
     async def _request(
         self,
@@ -130,19 +154,26 @@ class BouncerClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> httpx.Response:
         key = self._api_key()
         if key is None or not key.get_secret_value():
             raise AuthError(401, "no Bouncer API key is configured")
         all_headers = {"x-api-key": key.get_secret_value(), **(headers or {})}
         url = _with_query(path, params)
+        trace = _WriteTrace()
         try:
-            response = await self._http.request(
-                method, url, json=json, headers=all_headers, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+            response = await (http or self._http).request(
+                method,
+                url,
+                json=json,
+                headers=all_headers,
+                timeout=timeout or httpx.USE_CLIENT_DEFAULT,
+                extensions={"trace": trace},
             )
         except httpx.TransportError as exc:
             self._report(group, 0)
-            raise _unavailable(group, exc) from None
+            raise _unavailable(group, exc, trace) from None
         self._report(group, response.status_code)
         if response.is_error:
             raise from_response(response)
@@ -165,9 +196,30 @@ def _with_query(path: str, params: Mapping[str, str] | None) -> str:
     return f"{path}?{query}"
 
 
-def _unavailable(group: str, exc: httpx.TransportError) -> BouncerUnavailable:
+class _WriteTrace:
+    """httpcore's trace callback for one request: did sending begin, and was the whole request written?"""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.written = False
+
+    async def __call__(self, event: str, info: Mapping[str, Any]) -> None:
+        if event.endswith("send_request_headers.started"):
+            self.started = True
+        elif event.endswith("send_request_body.complete"):
+            self.written = True
+
+    def request_sent(self, exc: httpx.TransportError) -> bool:
+        """False when the request provably never reached the server in full."""
+        if isinstance(exc, _NOT_SENT):
+            return False
+        # httpcore hides a failed write and reports the read after it; only the trace tells them apart.
+        return self.written if self.started else True
+
+
+def _unavailable(group: str, exc: httpx.TransportError, trace: _WriteTrace) -> BouncerUnavailable:
     # The message names the exception class only: httpx texts can echo request details.
-    sent = not isinstance(exc, _NOT_SENT)
+    sent = trace.request_sent(exc)
     detail = "request may have reached Bouncer" if sent else "request never reached Bouncer"
     return BouncerUnavailable(f"Bouncer {group} failed: {type(exc).__name__} ({detail})", request_sent=sent)
 

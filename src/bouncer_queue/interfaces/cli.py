@@ -11,9 +11,8 @@ from typing import Annotated
 import typer
 
 from bouncer_queue import __version__
-from bouncer_queue.interfaces import cli_jobs, cli_ops, cli_serve
+from bouncer_queue.interfaces import cli_credits, cli_jobs, cli_ops, cli_serve
 from bouncer_queue.interfaces.common import STATE
-from bouncer_queue.simulator.config import SimulatorConfig
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -49,9 +48,22 @@ def _root(
 
 app.command()(cli_jobs.verify)
 app.command()(cli_jobs.submit)
+app.command()(cli_credits.estimate)
 app.command()(cli_jobs.results)
 app.command()(cli_jobs.cancel)
-app.command()(cli_jobs.workers)
+
+
+@cli_ops.workers_app.callback(invoke_without_command=True)
+def _workers(
+    ctx: typer.Context, queues: cli_jobs.QueuesOpt = None, concurrency: cli_jobs.ConcurrencyOpt = None
+) -> None:
+    """Run the queue workers and schedulers until SIGINT/SIGTERM (a second signal forces); `workers list` shows
+    the live processes. --queues and --concurrency override WORKER_QUEUES and the *_CONCURRENCY settings."""
+    if ctx.invoked_subcommand is None:
+        cli_jobs.workers(queues, concurrency)
+
+
+app.add_typer(cli_ops.workers_app, name="workers")
 app.command()(cli_ops.stats)
 app.command()(cli_ops.health)
 app.command()(cli_ops.pause)
@@ -95,6 +107,19 @@ def simulator(
     batch_fail_rate: Annotated[
         float, typer.Option(help="Share of batches that end 'failed'.", envvar=f"{_SIM}BATCH_FAIL_RATE")
     ] = 0.0,
+    drop_create_response_rate: Annotated[
+        float,
+        typer.Option(
+            help="Share of batch creates that are created and charged, then answered by closing the connection.",
+            envvar=f"{_SIM}DROP_CREATE_RESPONSE_RATE",
+        ),
+    ] = 0.0,
+    create_latency: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a batch create waits, once created, before answering.", envvar=f"{_SIM}CREATE_LATENCY"
+        ),
+    ] = 0.0,
     latency_scale: Annotated[
         float,
         typer.Option(help="Real-time verify latency scale (1 = real, 0 = instant).", envvar=f"{_SIM}LATENCY_SCALE"),
@@ -107,7 +132,9 @@ def simulator(
     ] = "bouncer-simulator",
 ) -> None:
     """Run a local Bouncer API simulator (same paths as https://api.usebouncer.com/v1.1)."""
-    from bouncer_queue.simulator.server import run  # heavy imports only for this command
+    # Heavy imports (FastAPI) only for this command: every other command, `health` first, starts faster.
+    from bouncer_queue.simulator.config import SimulatorConfig
+    from bouncer_queue.simulator.server import run
 
     try:
         config = SimulatorConfig(
@@ -123,6 +150,8 @@ def simulator(
             window_seconds=window_seconds,
             fail_rate=fail_rate,
             batch_fail_rate=batch_fail_rate,
+            drop_create_response_rate=drop_create_response_rate,
+            create_latency_seconds=create_latency,
             latency_scale=latency_scale,
             retry_after_header=retry_after_header,
             seed=seed,

@@ -52,6 +52,21 @@ MaxRowsOpt = Annotated[
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")]
 #: The longest hold-back the ledger can store (its delay column is a 32-bit integer of milliseconds: ~24.8 days).
 MAX_DELAY_MS = 2**31 - 1
+MaxCreditsOpt = Annotated[int | None, typer.Option(help="Refuse the list when it needs more credits than this.", min=0)]
+PartialOpt = Annotated[
+    bool, typer.Option("--allow-partial", help="Start even when the credits do not cover the whole list.")
+]
+NoCacheOpt = Annotated[
+    bool, typer.Option("--no-cache", help="Send every address, even those verified within RESULT_CACHE_DAYS.")
+]
+QueuesOpt = Annotated[
+    str | None,
+    typer.Option(help="Serve only these queues, comma-separated (default: all).", envvar="WORKER_QUEUES"),
+]
+ConcurrencyOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="QUEUE=N: jobs run at once on that queue (repeatable); overrides *_CONCURRENCY."),
+]
 
 
 def _priority(value: str) -> Priority:
@@ -105,6 +120,9 @@ def verify(
     encoding: EncodingOpt = None,
     max_rows: MaxRowsOpt = None,
     new: Annotated[bool, typer.Option("--new", help="Verify again as a new request, even if run before.")] = False,
+    max_credits: MaxCreditsOpt = None,
+    allow_partial: PartialOpt = False,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Verify a list in one command: starts what is missing, runs the workers here, writes the results.
 
@@ -121,6 +139,9 @@ def verify(
         sheet=sheet,
         input_format=input_format,
         new=new,
+        max_credits=max_credits,
+        allow_partial=allow_partial,
+        use_cache=not no_cache,
     )
     out = OutputOptions(output, _format(format, EXPORT_FORMATS), force)
     run(settings, lambda: preflight(file, options, out))  # a refused output or a bad option: before anything starts
@@ -149,6 +170,9 @@ def submit(
     encoding: EncodingOpt = None,
     max_rows: MaxRowsOpt = None,
     wait: Annotated[bool, typer.Option("--wait", help="Show progress until the request is done.")] = False,
+    max_credits: MaxCreditsOpt = None,
+    allow_partial: PartialOpt = False,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Store a list and queue it for the workers; prints the request id."""
     settings = load_settings()
@@ -164,11 +188,14 @@ def submit(
         header=not no_header,
         sheet=sheet,
         input_format=input_format,
+        max_credits=max_credits,
+        allow_partial=allow_partial,
+        use_cache=not no_cache,
     )
 
     async def go() -> str:
         async with QueueManager(settings) as manager:
-            submitted = await submit_file(manager, file, options)
+            submitted = await submit_file(manager, file, options, err_console)  # stdout: the request id alone
             result = submitted.result
             if result.existing:
                 err_console.print(f"request {result.request_id} already exists: nothing was stored", highlight=False)
@@ -312,17 +339,9 @@ def worker_overrides(queues: str | None, concurrency: Sequence[str]) -> dict[str
     return overrides
 
 
-def workers(
-    queues: Annotated[
-        str | None,
-        typer.Option(help="Serve only these queues, comma-separated (default: all).", envvar="WORKER_QUEUES"),
-    ] = None,
-    concurrency: Annotated[
-        list[str] | None,
-        typer.Option(help="QUEUE=N: jobs run at once on that queue (repeatable); overrides *_CONCURRENCY."),
-    ] = None,
-) -> None:
-    """Run the queue workers and schedulers until SIGINT/SIGTERM (a second signal forces)."""
+def workers(queues: str | None = None, concurrency: Sequence[str] | None = None) -> None:
+    """Run the queue workers and schedulers until SIGINT/SIGTERM (a second signal forces); the options are the
+    `workers` group's (cli.py), since `workers list` shares the name."""
     settings = load_settings(**worker_overrides(queues, concurrency or []))
     redactor = setup_logging(settings)
     keys = ApiKeySource(settings, on_new_key=redactor.add_secret, load_settings=Settings)

@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from bouncer_queue.interfaces.common import console, err_console, load_settings, run, setup_logging
+from bouncer_queue.pipeline.deadletter import may_have_been_charged
+from bouncer_queue.queueing.admin import BULLMQ_TYPES
 from bouncer_queue.queueing.names import ALL_QUEUES, check_queue_name
 from bouncer_queue.service import QueueManager, check_health
 
 T = TypeVar("T")
+Stats = dict[str, dict[str, int | bool]]
 
-STATES = ("waiting", "active", "completed", "failed", "delayed", "paused")
+#: BullMQ's own job types, as bull-board and Node's getJobCounts name them.
+STATES = BULLMQ_TYPES
 
+workers_app = typer.Typer(help="Run the workers (no subcommand), or list the live ones.", rich_markup_mode=None)
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: jobs given up on.", rich_markup_mode=None)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.", rich_markup_mode=None)
 
@@ -42,14 +48,15 @@ def _queue(name: str) -> str:
         raise typer.BadParameter(str(exc)) from None
 
 
-def stats_table(counts: dict[str, dict[str, int]]) -> Table:
-    table = Table(title="queue statistics")
+def stats_table(counts: Stats) -> Table:
+    table = Table(title="queue statistics (BullMQ's counts)")
     table.add_column("queue", no_wrap=True)
     for state in STATES:
         table.add_column(state, justify="right")
     for queue in ALL_QUEUES:
         row = counts.get(queue, {})
-        table.add_row(queue, *(str(row.get(s, 0)) for s in STATES))
+        name = f"{queue} (paused)" if row.get("isPaused") else queue
+        table.add_row(name, *(str(row.get(s, 0)) for s in STATES))
     return table
 
 
@@ -57,21 +64,21 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     watch: Annotated[float | None, typer.Option(help="Refresh every N seconds until Ctrl+C.", min=0.1)] = None,
 ) -> None:
-    """Job counts of every queue (the seed's console.table of getQueueStats)."""
+    """Job counts of every queue, as BullMQ counts them, and whether it is paused."""
     if watch is None:
-        _print_stats(with_manager(lambda m: m.get_queue_stats()), as_json)
+        _print_stats(with_manager(_stats_json if as_json else lambda m: m.get_bullmq_stats()), as_json)
         return
     every = watch
 
     async def redraw(manager: QueueManager) -> None:
-        with Live(stats_table(await manager.get_queue_stats()), console=console) as live:
+        with Live(stats_table(await manager.get_bullmq_stats()), console=console) as live:
             while True:
                 await asyncio.sleep(every)
-                live.update(stats_table(await manager.get_queue_stats()))
+                live.update(stats_table(await manager.get_bullmq_stats()))
 
     async def append(manager: QueueManager) -> None:
         while True:
-            _print_stats(await manager.get_queue_stats(), as_json, compact=True)
+            _print_stats(await manager.get_bullmq_stats(), as_json, compact=True)
             await asyncio.sleep(every)
 
     # A terminal gets one table redrawn in place; a pipe or a file gets every refresh appended (JSON: one line each).
@@ -79,7 +86,15 @@ def stats(
     with_manager(redraw if in_place else append, interrupt_ends=True)
 
 
-def _print_stats(counts: dict[str, dict[str, int]], as_json: bool, *, compact: bool = False) -> None:
+async def _stats_json(manager: QueueManager) -> dict[str, Any]:
+    """BullMQ's counts per queue, plus credits: the last balance the health check read, reserved and spent per
+    request."""
+    counts: dict[str, Any] = dict(await manager.get_bullmq_stats())
+    counts["credits"] = await manager.credits_report(await manager.last_known_credits())
+    return counts
+
+
+def _print_stats(counts: dict[str, Any], as_json: bool, *, compact: bool = False) -> None:
     if not as_json:
         console.print(stats_table(counts))
     elif compact:
@@ -100,10 +115,13 @@ def _health_table(report: dict[str, object]) -> Table:
 
 def health(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    live: Annotated[
+        bool, typer.Option("--live", help="Ask Bouncer for the credits now (spends one of its 10 checks a minute).")
+    ] = False,
     history: Annotated[bool, typer.Option("--history", help="Show the recorded health checks instead.")] = False,
     limit: Annotated[int, typer.Option(help="How many history rows.")] = 20,
 ) -> None:
-    """System health; exits 1 when unhealthy, so it can serve as a probe."""
+    """System health; exits 1 when unhealthy, so it can serve as a probe. Credits are the last recorded figure."""
     if history:
         rows = with_manager(lambda m: m.health_history(limit))
         table = Table(title="recent health checks")
@@ -115,7 +133,7 @@ def health(
         return
     settings = load_settings()
     setup_logging(settings)
-    report = run(settings, lambda: check_health(settings)).to_dict()
+    report = run(settings, lambda: check_health(settings, live=live)).to_dict()
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True, default=str))
     else:
@@ -194,13 +212,14 @@ def dlq_list(
                 "request_id": d.request_id,
                 "created_at": str(d.created_at),
                 "replayed_at": str(d.replayed_at) if d.replayed_at else None,
+                "may_have_been_charged": may_have_been_charged(d),
             }
             for d in letters
         ]
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="dead letters")
-    for column in ("id", "queue", "job", "batch", "error", "message", "attempts", "created", "replayed"):
+    for column in ("id", "queue", "job", "batch", "error", "charged", "message", "attempts", "created", "replayed"):
         table.add_column(column)
     for d in letters:
         table.add_row(
@@ -209,6 +228,7 @@ def dlq_list(
             d.job_name,
             str(d.batch_id or "-"),
             d.error_class,
+            "may have been charged" if may_have_been_charged(d) else "-",
             d.message[:80],
             str(d.attempts),
             str(d.created_at),
@@ -221,20 +241,56 @@ def dlq_list(
 def dlq_replay(
     letter_id: Annotated[int | None, typer.Argument(help="The dead letter's id.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter not yet replayed.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Also replay letters whose batch may have been charged (check Bouncer first)."),
+    ] = False,
 ) -> None:
     """Put dead-lettered work back in the pipeline (a batch is submitted again, and paid again)."""
     if (letter_id is None) == (not all_):
         raise typer.BadParameter("give a dead letter id, or --all")
     if all_:
-        count = with_manager(lambda m: m.replay_all_dead_letters())
-        console.print(f"{count} dead letters replayed")
+        _replay_all(force)
         return
     assert letter_id is not None
-    replayed = with_manager(lambda m: m.replay_dead_letter(letter_id))
+    replayed = with_manager(lambda m: m.replay_dead_letter(letter_id, force=force))
     if not replayed:
         console.print(f"[red]dead letter {letter_id} does not exist or was already replayed[/red]")
         raise typer.Exit(1)
     console.print(f"dead letter {letter_id} replayed")
+
+
+@workers_app.command("list")
+def workers_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The workers processes alive now (their heartbeat in Redis has not expired)."""
+    found = with_manager(lambda m: m.live_workers())
+    if as_json:
+        typer.echo(json.dumps([w.to_dict() for w in found], indent=2))
+        return
+    table = Table(title=f"{len(found)} live workers processes")
+    for column in ("host", "pid", "version", "started", "last beat", "queues"):
+        table.add_column(column)
+    for w in found:
+        started, beat = (
+            datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds") for t in (w.started_at, w.last_beat)
+        )
+        table.add_row(w.host, str(w.pid), w.version, started, beat, ", ".join(w.queues))
+    console.print(table)
+
+
+def _replay_all(force: bool) -> None:
+    async def go(manager: QueueManager) -> tuple[int, list[int]]:
+        held = [] if force else [d.id for d in await manager.dead_letters_needing_force()]
+        return await manager.replay_all_dead_letters(force=force), held
+
+    count, held = with_manager(go)
+    console.print(f"{count} dead letters replayed")
+    if held:
+        ids = ", ".join(map(str, held))
+        console.print(
+            f"[yellow]not replayed, may have been charged: {ids}. Check your Bouncer account for these batches, "
+            "then `dlq replay ID --force` each one that Bouncer does not have.[/yellow]"
+        )
 
 
 def recover() -> None:

@@ -28,6 +28,8 @@ from pydantic import SecretStr
 from rich.console import Console
 
 from bouncer_queue.config import Settings
+from bouncer_queue.credits.estimate import Estimate
+from bouncer_queue.credits.reservations import CreditLimit
 from bouncer_queue.domain import Priority, RequestState
 from bouncer_queue.errors import ConfigError, DatabaseUnavailable, InputError, Interrupted, QueueBackendError
 from bouncer_queue.files import open_private
@@ -43,7 +45,7 @@ from bouncer_queue.lists import (
     write_xlsx,
 )
 from bouncer_queue.ops.keys import ApiKeySource
-from bouncer_queue.pipeline.ingest import AddResult
+from bouncer_queue.pipeline.ingest import AddResult, CreditOptions
 from bouncer_queue.queueing.signals import on_reload, on_stop
 from bouncer_queue.service import QueueManager
 from bouncer_queue.storage.records import ExportRow, RequestProgress
@@ -71,6 +73,11 @@ class SubmitOptions:
     input_format: str | None = None
     #: verify only: make a new request even when this list was submitted before.
     new: bool = False
+    #: Refuse when the list needs more credits than this (or than are available), unless `allow_partial`.
+    max_credits: int | None = None
+    allow_partial: bool = False
+    #: Reuse answers from earlier requests (RESULT_CACHE_DAYS); `--no-cache` turns it off for one request.
+    use_cache: bool = True
 
     def fingerprint(self, path: Path) -> str:
         """sha256 of the file's bytes, of the options that decide which rows are read (column, header, sheet,
@@ -90,11 +97,13 @@ class SubmitOptions:
 
 @dataclass
 class Submitted:
-    """A submitted list: the request, and the rows without an address (stored as `skipped`)."""
+    """A submitted list: the request, the rows without an address (stored as `skipped`), and what it was
+    estimated to cost."""
 
     result: AddResult
     skipped: int
     skipped_summary: str = ""
+    estimate: Estimate | None = None
 
 
 def open_list(path: Path, options: SubmitOptions) -> ListReader:
@@ -111,12 +120,39 @@ def open_list(path: Path, options: SubmitOptions) -> ListReader:
     )
 
 
-async def submit_file(
-    manager: QueueManager, path: Path, options: SubmitOptions, fingerprint: str | None = None
-) -> Submitted:
-    """Read a list file as a stream and add it to the queues, with a count on stderr while it is stored."""
+async def estimate_file(manager: QueueManager, path: Path, options: SubmitOptions) -> Estimate:
+    """What the list will cost, read exactly as submit_file reads it; stores nothing."""
     reader = open_list(path, options)
-    with counter_bar(err_console, "storing the list") as bar:
+    with counter_bar(err_console, "reading the list") as bar:
+        return await manager.estimate(counting(reader, bar), lambda: reader.skipped_total, use_cache=options.use_cache)
+
+
+async def submit_file(
+    manager: QueueManager,
+    path: Path,
+    options: SubmitOptions,
+    console: Console | None = None,
+    *,
+    fingerprint: str | None = None,
+) -> Submitted:
+    """Read a list file as a stream and add it to the queues, with a count on stderr while it is stored. Its
+    credits are checked in the transaction that stores it (a refusal stores nothing), and its cost is printed to
+    `console` before its first batch is queued."""
+    balance = await manager.credit_balance()
+    limit = CreditLimit(balance.checked_at, balance.at_bouncer, options.max_credits, options.allow_partial)
+    cache_days = manager.settings.result_cache_days if options.use_cache else 0
+    reader = open_list(path, options)
+    estimates: list[Estimate] = []
+    bar = counter_bar(err_console, "storing the list")
+
+    async def stored(request_id: str) -> None:
+        bar.stop()  # the list is stored: the count is done, and the estimate must not print over it
+        estimates.append(await manager.stored_estimate(request_id, reader.skipped_total, balance))
+        if console is not None:
+            for line in estimates[0].lines():
+                console.print(line, highlight=False)
+
+    with bar:
         result = await manager.add_emails_to_queue(
             counting(reader, bar),
             options.user_id,
@@ -125,8 +161,10 @@ async def submit_file(
             delay=options.delay_ms,
             fingerprint=fingerprint,
             source=path.name,
+            credits=CreditOptions(cache_days=cache_days, check=limit),
+            on_stored=stored,
         )
-    return Submitted(result, reader.skipped_total, reader.skipped_summary)
+    return Submitted(result, reader.skipped_total, reader.skipped_summary, estimates[0] if estimates else None)
 
 
 #: How often `submit --wait` looks for live workers while nothing moves.
@@ -153,7 +191,9 @@ async def wait_for_request(
                 await asyncio.sleep(interval)
                 continue
             batches = ", ".join(f"{n} {s}" for s, n in sorted(progress.batches_by_state.items()))
-            bar.update(task, total=progress.emails_total, completed=progress.finished, detail=f"batches: {batches}")
+            money = f"credits: {progress.credits_spent} spent, {progress.credits_to_spend} to spend"
+            detail = f"batches: {batches}; {money}"
+            bar.update(task, total=progress.emails_total, completed=progress.finished, detail=detail)
             if progress.done:
                 return progress
             now = time.monotonic()
@@ -317,7 +357,7 @@ async def _resume_or_submit(
             highlight=False,
         )
         return earlier.request_id, earlier.total_emails, 0, ""
-    submitted = await submit_file(manager, path, options, fingerprint)
+    submitted = await submit_file(manager, path, options, console, fingerprint=fingerprint)
     result = submitted.result
     console.print(
         f"request [bold]{result.request_id}[/bold]: {result.total_emails} addresses in "

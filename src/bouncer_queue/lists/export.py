@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 ExportFormat = Literal["csv", "tsv", "json", "ndjson", "xlsx"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
 FLAG_COLUMNS = ("accept_all", "disposable", "free", "role", "disabled", "full_mailbox", "provider", "toxicity")
-RESULT_COLUMNS = ("status", "reason", "score", *FLAG_COLUMNS, "state")
+RESULT_COLUMNS = ("status", "reason", "score", *FLAG_COLUMNS, "state", "source", "verified_at")
 # Where each flag sits in Bouncer's result object, with the flat snake_case spelling as a fallback.
 _FLAG_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "accept_all": (("domain", "acceptAll"), ("accept_all",)),
@@ -217,7 +217,9 @@ def _cells(row: ExportRow, columns: Sequence[str], dropped: set[str]) -> list[ob
     given = input_row(row)
     dropped.update(key for key in given if key not in columns)
     flags = result_flags(row.raw)
-    ours: list[object] = [row.status, row.reason, row.score, *(flags[flag] for flag in FLAG_COLUMNS), row.state]
+    verified = row.verified_at.isoformat() if row.verified_at is not None else None
+    ours: list[object] = [row.status, row.reason, row.score, *(flags[flag] for flag in FLAG_COLUMNS)]
+    ours += [row.state, row.source, verified]
     return [*(given.get(k) for k in columns), *(("yes" if v else "no") if isinstance(v, bool) else v for v in ours)]
 
 
@@ -249,6 +251,8 @@ def _json_object(row: ExportRow) -> dict[str, Any]:
         "score": row.score,
         **result_flags(row.raw),
         "state": row.state,
+        "source": row.source,
+        "verified_at": row.verified_at.isoformat() if row.verified_at is not None else None,
         "result": dict(row.raw) if row.raw is not None else None,
     }
     return given | {names[key]: value for key, value in values.items()}

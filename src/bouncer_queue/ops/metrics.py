@@ -1,19 +1,26 @@
-"""Prometheus metrics of one process: queue depths, job outcomes, Bouncer calls, credits and rate-limit use.
+"""Prometheus metrics of one process: queue depths, job outcomes, Bouncer calls, credits, rate-limit use, and the
+process itself.
 
-`Metrics` owns its own `CollectorRegistry` (never prometheus_client's global one), so two runtimes in one
-process, or two tests, never share counters. Workers call the intent-named methods; the Bouncer client's
-`on_response(endpoint, status)` hook can be `Metrics.bouncer_response` itself. `serve` exposes the registry
-on a port for Prometheus to scrape; `render` returns the same text for an HTTP route of our own.
+Every series is named `bouncer_queue_*` (deploy/prometheus and deploy/grafana query them by these names), and job
+series carry `job_name`, never `job`, which Prometheus sets to the scrape target. A job ends one of three ways:
+`completed`, `failed` (it raised; bullmq retries it, or it is dead-lettered) or `deferred` (a stage asked to
+wait: a busy batch slot, a rate limit; no attempt spent). Each has its own counter, so `jobs_failed_total` alerts
+on real failures only. `Metrics` owns its own `CollectorRegistry` (never prometheus_client's global one), so two
+runtimes in one process, or two tests, never share counters; it also carries the process collector (CPU, memory,
+file descriptors) and `bouncer_queue_build_info`. The workers' listener (ops/probes.py) serves `render()`.
 """
 
 from __future__ import annotations
 
-import threading
+import platform
 from collections.abc import Mapping
-from types import TracebackType
-from wsgiref.simple_server import WSGIServer
+from importlib.metadata import PackageNotFoundError, version
+from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector, generate_latest
+
+#: The prefix of every series.
+NAMESPACE = "bouncer_queue"
 
 #: Bouncer calls take from tens of milliseconds to a minute (a batch download); jobs span the same range.
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -23,40 +30,15 @@ TRANSPORT_ERROR = "transport_error"
 
 _TOO_MANY_REQUESTS = 429
 
+JobOutcome = Literal["completed", "failed", "deferred"]
+_JOB_LABELS = ("queue", "job_name")
 
-class MetricsServer:
-    """The scrape endpoint started by `Metrics.serve`; close it (or use `with`) to free the port."""
 
-    def __init__(self, httpd: WSGIServer, thread: threading.Thread) -> None:
-        self._httpd = httpd
-        self._thread = thread
-        self._closed = False
-
-    @property
-    def host(self) -> str:
-        return str(self._httpd.server_address[0])
-
-    @property
-    def port(self) -> int:
-        """The bound port: the real one when `serve(0)` asked the OS to pick."""
-        return int(self._httpd.server_address[1])
-
-    def close(self) -> None:
-        """Stop serving and release the socket; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> MetricsServer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class Metrics:
@@ -64,39 +46,102 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        reg = self.registry
-        self._queue_jobs = Gauge("queue_jobs", "Jobs per queue and state.", ["queue", "state"], registry=reg)
+        self._gauges(self.registry)
+        self._jobs(self.registry)
+        self._bouncer(self.registry)
+        ProcessCollector(namespace=NAMESPACE, registry=self.registry)
+        build = Info("build", "Versions of this process's software.", namespace=NAMESPACE, registry=self.registry)
+        build.info(
+            {
+                "version": _package_version("bouncer-queue"),
+                "bullmq": _package_version("bullmq"),
+                "python": platform.python_version(),
+            }
+        )
+
+    def _gauges(self, reg: CollectorRegistry) -> None:
+        ns = NAMESPACE
+        self._queue_jobs = Gauge(
+            "queue_jobs", "Jobs per queue and state.", ["queue", "state"], namespace=ns, registry=reg
+        )
         self._utilization = Gauge(
-            "rate_limit_utilization", "Share of a Bouncer rate-limit budget in use (0-1).", ["budget"], registry=reg
+            "rate_limit_utilization",
+            "Share of a Bouncer rate-limit budget in use (0-1).",
+            ["budget"],
+            namespace=ns,
+            registry=reg,
         )
-        self._in_flight = Gauge("batches_in_flight", "Bouncer batches submitted and not yet finished.", registry=reg)
-        self._credits = Gauge("credits_left", "Bouncer credits left on the account.", registry=reg)
+        self._in_flight = Gauge(
+            "batches_in_flight", "Bouncer batches submitted and not yet finished.", namespace=ns, registry=reg
+        )
+        self._oldest = Gauge(
+            "oldest_waiting_job_age_seconds",
+            "How long the oldest job ready to run on a work queue has waited (0: none waits).",
+            namespace=ns,
+            registry=reg,
+        )
+        self._credits = Gauge("credits_left", "Bouncer credits left on the account.", namespace=ns, registry=reg)
+
+    def _jobs(self, reg: CollectorRegistry) -> None:
+        ns = NAMESPACE
         self._processed = Counter(
-            "jobs_processed_total", "Jobs finished, successful or not.", ["queue", "job"], registry=reg
+            "jobs_processed_total", "Job runs that completed or failed.", _JOB_LABELS, namespace=ns, registry=reg
         )
-        self._failed = Counter("jobs_failed_total", "Jobs that finished with an error.", ["queue", "job"], registry=reg)
+        self._failed = Counter(
+            "jobs_failed_total",
+            "Job runs that raised an error (retried or dead-lettered).",
+            _JOB_LABELS,
+            namespace=ns,
+            registry=reg,
+        )
+        self._deferred = Counter(
+            "jobs_deferred_total",
+            "Job runs that asked to wait (batch slot, rate limit, credits); no attempt spent.",
+            _JOB_LABELS,
+            namespace=ns,
+            registry=reg,
+        )
+        self._dead_letters = Counter(
+            "dead_letters_total",
+            "Jobs given up on and copied to the dead-letter queue.",
+            _JOB_LABELS,
+            namespace=ns,
+            registry=reg,
+        )
+        self._duration = Histogram(
+            "job_duration_seconds", "Job run time.", _JOB_LABELS, buckets=_DURATION_BUCKETS, namespace=ns, registry=reg
+        )
+
+    def _bouncer(self, reg: CollectorRegistry) -> None:
+        ns = NAMESPACE
         self._requests = Counter(
             "bouncer_requests_total",
             "Bouncer API calls by endpoint and HTTP status.",
             ["endpoint", "status"],
+            namespace=ns,
             registry=reg,
         )
         self._rate_limited = Counter(
-            "bouncer_rate_limited_total", "Bouncer API calls answered 429.", ["endpoint"], registry=reg
+            "bouncer_rate_limited_total", "Bouncer API calls answered 429.", ["endpoint"], namespace=ns, registry=reg
         )
         self._verified = Counter(
-            "emails_verified_total", "Emails verified, by result status.", ["status"], registry=reg
-        )
-        self._duration = Histogram(
-            "job_duration_seconds", "Job run time.", ["queue", "job"], buckets=_DURATION_BUCKETS, registry=reg
+            "emails_verified_total", "Emails verified, by result status.", ["status"], namespace=ns, registry=reg
         )
 
-    def observe_job(self, queue: str, job: str, seconds: float, ok: bool) -> None:
-        """Record one finished job: its duration, and a failure when `ok` is false."""
-        self._duration.labels(queue=queue, job=job).observe(seconds)
-        self._processed.labels(queue=queue, job=job).inc()
-        if not ok:
-            self._failed.labels(queue=queue, job=job).inc()
+    def observe_job(self, queue: str, job_name: str, seconds: float, outcome: JobOutcome) -> None:
+        """Record one job run: its duration, and its outcome's counter."""
+        labels = {"queue": queue, "job_name": job_name}
+        self._duration.labels(**labels).observe(seconds)
+        if outcome == "deferred":
+            self._deferred.labels(**labels).inc()
+            return
+        self._processed.labels(**labels).inc()
+        if outcome == "failed":
+            self._failed.labels(**labels).inc()
+
+    def dead_lettered(self, queue: str, job_name: str) -> None:
+        """Count one job copied to the dead-letter queue."""
+        self._dead_letters.labels(queue=queue, job_name=job_name).inc()
 
     def bouncer_response(self, endpoint: str, status: int) -> None:
         """Count one Bouncer call; `status` 0 means no HTTP answer. Fits the client's `on_response` hook."""
@@ -117,6 +162,10 @@ class Metrics:
     def set_batches_in_flight(self, n: int) -> None:
         self._in_flight.set(n)
 
+    def set_oldest_waiting_age(self, seconds: float | None) -> None:
+        """How long the oldest ready job has waited; 0 when none waits."""
+        self._oldest.set(seconds or 0.0)
+
     def set_credits_left(self, n: int | float) -> None:
         self._credits.set(n)
 
@@ -127,8 +176,3 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in Prometheus text exposition format."""
         return generate_latest(self.registry)
-
-    def serve(self, port: int, host: str = "127.0.0.1") -> MetricsServer:
-        """Serve the registry at http://host:port/ in a daemon thread; port 0 picks a free port."""
-        httpd, thread = start_http_server(port, addr=host, registry=self.registry)
-        return MetricsServer(httpd, thread)

@@ -52,7 +52,7 @@ class _NoObserver:
 
 @dataclass(frozen=True)
 class Policy:
-    """The numbers the stages obey, taken from Settings once."""
+    """The numbers (and the callback URL) the stages obey, taken from Settings once."""
 
     max_in_flight: int = 15
     poll_interval_ms: int = 15_000
@@ -70,9 +70,15 @@ class Policy:
     #: How long a create call can take at most (the HTTP timeouts, plus a margin). A batch found `submitting`
     #: for less than this may have a call under way in another worker, so it is looked at again later.
     submit_grace_ms: int = 45_000
+    #: With a callback URL, how long a batch whose create answer was lost waits for Bouncer's callback (which
+    #: comes when the batch finishes) before it is dead-lettered.
+    callback_wait_ms: int = 86_400_000
+    #: BOUNCER_CALLBACK_URL: where Bouncer reaches our callback route; None sends no callback URL.
+    callback_base_url: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
+        longest_call = max(settings.bouncer_timeout_seconds, settings.bouncer_create_timeout_seconds)
         return cls(
             max_in_flight=settings.max_concurrent_batches,
             poll_interval_ms=int(settings.poll_interval_seconds * 1000),
@@ -80,9 +86,9 @@ class Policy:
             slot_wait_ms=max(1_000, int(settings.poll_interval_seconds * 1000 * 20)),
             credits_wait_ms=int(settings.health_check_interval_seconds * 1000),
             rate_limited_wait_ms=max(1_000, int(settings.rate_limit_window_seconds * 1000 / 12)),
-            submit_grace_ms=int(
-                (settings.bouncer_timeout_seconds + settings.bouncer_connect_timeout_seconds + 5) * 1000
-            ),
+            submit_grace_ms=int((longest_call + settings.bouncer_connect_timeout_seconds + 5) * 1000),
+            callback_wait_ms=int(settings.callback_wait_seconds * 1000),
+            callback_base_url=settings.bouncer_callback_url,
         )
 
 

@@ -4,6 +4,10 @@ A dead letter lands twice: in Bouncer_Dead_Letter_Queue (the ledger, with its er
 job on the `dead-letter` queue, which no worker consumes, so BullMQ dashboards show it. A request whose last
 open batch dies is marked finished. Replaying resets the batch to pending, makes its request active again and
 enqueues a fresh create-batch job.
+
+A letter whose create call got no answer (SubmissionOutcomeUnknown) or whose answer could not be recorded
+(SubmissionNotRecorded) "may have been charged": Bouncer may hold and bill that batch already. Replaying it
+submits and pays again, so it is refused unless forced, with what to check first.
 """
 
 from __future__ import annotations
@@ -13,12 +17,30 @@ from collections.abc import Mapping
 from typing import Any
 
 from bouncer_queue.domain import BatchState, Priority, RequestState
+from bouncer_queue.errors import ReplayRefused
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import PermanentFailure
 from bouncer_queue.pipeline.ports import JobSpec
+from bouncer_queue.storage.records import DeadLetter
 
 log = logging.getLogger(__name__)
+
+#: Error classes of dead letters whose batch Bouncer may already have created and charged.
+MAY_HAVE_BEEN_CHARGED = frozenset({"SubmissionOutcomeUnknown", "SubmissionNotRecorded"})
+
+
+def may_have_been_charged(letter: DeadLetter) -> bool:
+    return letter.error_class in MAY_HAVE_BEEN_CHARGED
+
+
+def _refusal(letter: DeadLetter) -> str:
+    return (
+        f"dead letter {letter.id} (batch {letter.batch_id}) may have been charged: its create call got no usable "
+        "answer, so Bouncer may already hold and bill this batch. Check your Bouncer account (the dashboard's "
+        f"batches, created around {letter.created_at:%Y-%m-%d %H:%M} UTC, of this batch's size) and your credit "
+        "balance; replay with --force only if no such batch exists, or it will be paid twice."
+    )
 
 
 def error_class_of(error: BaseException) -> tuple[str, str]:
@@ -69,11 +91,15 @@ async def dead_letter(
     return letter_id
 
 
-async def replay(ctx: StageContext, letter_id: int) -> bool:
-    """Put a dead letter's batch back in the pipeline; False when it was already replayed or is not a batch's."""
+async def replay(ctx: StageContext, letter_id: int, *, force: bool = False) -> bool:
+    """Put a dead letter's batch back in the pipeline; False when it was already replayed or does not exist.
+
+    Raises ReplayRefused for a letter that may have been charged, unless `force`."""
     letter = await ctx.repo.get_dead_letter(letter_id)
     if letter is None or letter.replayed_at is not None:
         return False
+    if may_have_been_charged(letter) and not force:
+        raise ReplayRefused(_refusal(letter))
     if letter.batch_id is not None:
         batch = await ctx.repo.get_batch(letter.batch_id)
         if batch is not None and batch.status in (BatchState.DEAD, BatchState.FAILED, BatchState.SUBMITTING):

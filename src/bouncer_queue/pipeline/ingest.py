@@ -5,21 +5,28 @@ only then enqueues one create-batch job per batch. Input (an iterable, or an asy
 BATCH_SIZE rows at a time, so a list of a million addresses never sits whole in memory. If enqueueing fails
 after the commit (Redis down), nothing is lost: the batches are pending in the ledger and `recover` enqueues
 them again. A request id that is already stored is answered with that request, and nothing is stored again.
+
+Credits (credits/): each chunk passes the syntax pre-filter before it is stored, and `CreditOptions` ask the
+storage step to answer from the result cache and to check the request's credits before the commit. A list whose
+every address is answered without Bouncer stores no batch and enqueues nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bouncer_queue.credits.cache import cache_since
+from bouncer_queue.credits.prefilter import mark_invalid
 from bouncer_queue.domain import Priority
 from bouncer_queue.emails import normalize_email
 from bouncer_queue.errors import InputError, StorageError
 from bouncer_queue.pipeline import jobs
-from bouncer_queue.storage.records import EmailRow, RequestInfo
+from bouncer_queue.storage.records import CreditCheck, EmailRow, RequestInfo
 
 if TYPE_CHECKING:
     from bouncer_queue.pipeline.ports import Enqueuer
@@ -40,6 +47,20 @@ class AddResult:
     batch_ids: tuple[int, ...]
     #: True when the request id (or the idempotency key) was already stored: this call stored and enqueued nothing.
     existing: bool = False
+    #: Credits the request costs: unique addresses, valid by syntax, not answered from the cache.
+    billable: int = 0
+
+
+@dataclass(frozen=True)
+class CreditOptions:
+    """How a request spends credits: answers reused from the last `cache_days` days (0: none), and the check that
+    refuses it before the commit (credits/reservations.py)."""
+
+    cache_days: float = 30
+    check: CreditCheck | None = None
+
+    def cache_since(self) -> datetime | None:
+        return cache_since(self.cache_days)
 
 
 @dataclass(frozen=True)
@@ -79,11 +100,11 @@ async def achunked(items: AsyncIterable[EmailInput], size: int, counter: list[in
         addresses += row.skipped is None  # skipped rows ride along, as in `chunked`
         if addresses >= size:
             counter[0] += addresses
-            yield chunk
+            yield mark_invalid(chunk)
             chunk, addresses = [], 0
     if chunk:
         counter[0] += addresses
-        yield chunk
+        yield mark_invalid(chunk)
     _refuse_empty(counter)
 
 
@@ -108,11 +129,11 @@ def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Itera
         addresses += row.skipped is None
         if addresses >= size:
             counter[0] += addresses
-            yield chunk
+            yield mark_invalid(chunk)
             chunk, addresses = [], 0
     if chunk:
         counter[0] += addresses
-        yield chunk
+        yield mark_invalid(chunk)
     _refuse_empty(counter)
 
 
@@ -129,8 +150,11 @@ async def add_emails_to_queue(
     fingerprint: str | None = None,
     source: str | None = None,
     tracking: Tracking | None = None,
+    credits: CreditOptions | None = None,
+    on_stored: Callable[[str], Awaitable[None]] | None = None,
 ) -> AddResult:
-    """Store a request's addresses, split them into batches, and enqueue one create-batch job per batch.
+    """Store a request's addresses, split them into batches, and enqueue one create-batch job per batch;
+    `on_stored(request_id)` runs between the two (a summary printed before anything can be sent).
 
     `fingerprint` (the list's content and result-shaping options) lets a later run find the request again.
     With `tracking.idempotency_key` set and a request stored under that key, that request is returned
@@ -149,6 +173,7 @@ async def add_emails_to_queue(
     tracking = tracking or Tracking()
     if tracking.idempotency_key and (earlier := await repo.find_request_by_idempotency_key(tracking.idempotency_key)):
         return AddResult(earlier.request_id, earlier.total_emails, earlier.batch_count, (), existing=True)
+    spending = credits or CreditOptions()
     request = RequestInfo(
         request_id=request_id or uuid.uuid4().hex,
         user_id=str(user_id),
@@ -158,6 +183,8 @@ async def add_emails_to_queue(
         source=source,
         idempotency_key=tracking.idempotency_key,
         webhook_url=tracking.webhook_url,
+        cache_since=spending.cache_since(),
+        credit_check=spending.check,
     )
     counter = [0]
     try:
@@ -174,13 +201,17 @@ async def add_emails_to_queue(
         ):
             return AddResult(winner.request_id, winner.total_emails, winner.batch_count, (), existing=True)
         raise
-    if not batch_ids:
-        raise InputError("the list holds no email addresses")
     log.info(
         "request stored: %d emails in %d batches",
         counter[0],
         len(batch_ids),
         extra={"action": "request_stored", "request_id": request.request_id, "emails": counter[0]},
     )
+    record = await repo.get_request(request.request_id)
+    billable = record.billable if record is not None else 0
+    if on_stored is not None:
+        await on_stored(request.request_id)
+    if not batch_ids:  # every address was answered without Bouncer: the request is already done
+        await repo.finish_requests(request.request_id)
     await enqueuer.enqueue_many([jobs.create_batch(b, request.request_id, level, delay_ms) for b in batch_ids])
-    return AddResult(request.request_id, counter[0], len(batch_ids), tuple(batch_ids))
+    return AddResult(request.request_id, counter[0], len(batch_ids), tuple(batch_ids), billable=billable)

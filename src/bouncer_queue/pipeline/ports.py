@@ -42,3 +42,7 @@ class Enqueuer(Protocol):
         """Move delayed (deferred) jobs to waiting now: all, or the `limit` first by priority then age, of
         those called `name`; return how many. Used when a batch slot frees."""
         ...
+
+    async def promote_job(self, queue: str, job_id: str) -> bool:
+        """Run the delayed job `job_id` now; False when it is not waiting on a delay (absent, or running)."""
+        ...

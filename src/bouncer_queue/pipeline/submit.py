@@ -5,10 +5,16 @@ Order of checks, cheapest and least wasteful first: the batch's state in the led
 rate-limit token, then the atomic slot claim and the paid call.
 
 Never paying twice: the batch is marked `submitting` before the call. If the call fails in a way that proves
-Bouncer never saw it (connection refused, an error status), the mark is undone and the job may retry. If
-Bouncer may have created the batch (a lost response, a crash mid-call), the batch stays `submitting` and is
-dead-lettered as SubmissionOutcomeUnknown: Bouncer has no idempotency key and no list of batches, so only an
-operator can tell whether to submit again (`bouncer-queue dlq replay ID`).
+Bouncer never saw it (connection refused, the request not completely written, an error status), the mark is
+undone and the job may retry. If Bouncer may have created the batch (a lost response, a crash mid-call), the
+batch stays `submitting`: Bouncer has no idempotency key and no list of batches. With a callback URL
+(BOUNCER_CALLBACK_URL), each create carries a secret callback URL (pipeline/callbacks.py), and the job waits for
+Bouncer's callback, which records the batch's id and resumes the pipeline, up to CALLBACK_WAIT_SECONDS. Without
+one (or when no callback comes), the batch is dead-lettered as SubmissionOutcomeUnknown, and only an operator can
+tell whether to submit again (`bouncer-queue dlq replay ID --force`).
+
+A 402 proves Bouncer created nothing: the batch goes back to pending, the credits gate closes (holding every
+submission), and the job waits for the gate, which the health check reopens after a top-up; nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from bouncer_queue.bouncer import (
     AuthError,
@@ -28,8 +34,10 @@ from bouncer_queue.bouncer import (
     InsufficientCredits,
     RateLimited,
 )
+from bouncer_queue.bouncer.schemas import BatchInfo
 from bouncer_queue.domain import BatchState
 from bouncer_queue.pipeline import jobs
+from bouncer_queue.pipeline.callbacks import CallbackSecret, new_secret
 from bouncer_queue.pipeline.cancel import finish_at_bouncer, request_cancelled
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
@@ -39,6 +47,14 @@ from bouncer_queue.storage.repository import ClaimResult
 log = logging.getLogger(__name__)
 
 _ALREADY_AT_BOUNCER = {BatchState.QUEUED, BatchState.PROCESSING, BatchState.COMPLETED}
+#: How often a create-batch job waiting for Bouncer's callback looks at its batch again. The callback itself
+#: starts the status check, so this only ends the waiting job once the batch has moved on.
+_CALLBACK_LOOK_MS = 600_000
+_UNKNOWN_MESSAGE = (
+    "a create call for this batch got no answer (lost response, or its worker stopped mid-call){callback}; "
+    "Bouncer may have created and charged it, so it is not resubmitted automatically. Check your Bouncer account "
+    "for a batch of this size created at that time, then `dlq replay ID --force` only if there is none."
+)
 
 
 async def load_batch(ctx: StageContext, data: Mapping[str, Any]) -> BatchRecord:
@@ -62,35 +78,39 @@ async def create_batch(ctx: StageContext, data: Mapping[str, Any]) -> None:
         await ctx.enqueuer.enqueue(jobs.check_status(batch.id, batch.request_id, batch.priority, 0, batch.retries))
         return
     if batch.status == BatchState.SUBMITTING:
-        grace_ms = _submit_grace_left_ms(ctx, batch)
-        if grace_ms > 0:
-            # After a Redis loss this job may be a copy of one whose create call is under way right now.
-            raise Defer(grace_ms, "a create call for this batch may still be under way")
-        raise PermanentFailure(
-            "SubmissionOutcomeUnknown",
-            "a create call for this batch was under way when its worker stopped; Bouncer may have created and "
-            "charged it, so it is not resubmitted automatically. Check your Bouncer account, then replay the "
-            "dead letter to submit it again.",
-        )
+        _await_unknown_outcome(ctx, batch)
     if batch.status != BatchState.PENDING:
         return
     if await request_cancelled(ctx, batch.request_id):
         # Cancelled after this job was queued (or a dead letter of it replayed): never send it.
         await ctx.repo.cancel_unsent_batches(batch.request_id)
         return
-    emails = await _take_turn(ctx, batch)
-    await _submit(ctx, batch, emails)
+    secret = new_secret() if ctx.policy.callback_base_url else None
+    emails = await _take_turn(ctx, batch, secret)
+    await _submit(ctx, batch, emails, secret)
 
 
-def _submit_grace_left_ms(ctx: StageContext, batch: BatchRecord) -> int:
-    """How much longer a create call claimed at `batch.updated_at` could still be running."""
+def _await_unknown_outcome(ctx: StageContext, batch: BatchRecord) -> NoReturn:
+    """A `submitting` batch: wait out a call that may still run, then for Bouncer's callback, then give up."""
+    waited_ms = _since_claim_ms(ctx, batch)
+    if waited_ms < ctx.policy.submit_grace_ms:
+        # After a Redis loss this job may be a copy of one whose create call is under way right now.
+        raise Defer(ctx.policy.submit_grace_ms - waited_ms, "a create call for this batch may still be under way")
+    callback_left_ms = ctx.policy.submit_grace_ms + ctx.policy.callback_wait_ms - waited_ms
+    if ctx.policy.callback_base_url and callback_left_ms > 0:
+        raise Defer(min(callback_left_ms, _CALLBACK_LOOK_MS), "create answer lost; waiting for Bouncer's callback")
+    callback = ", and no Bouncer callback came in time" if ctx.policy.callback_base_url else ""
+    raise PermanentFailure("SubmissionOutcomeUnknown", _UNKNOWN_MESSAGE.format(callback=callback))
+
+
+def _since_claim_ms(ctx: StageContext, batch: BatchRecord) -> int:
+    """How long ago the batch's create call was claimed (its `updated_at`)."""
     if batch.updated_at is None:
-        return 0
-    elapsed_ms = (ctx.clock() - batch.updated_at.timestamp()) * 1000
-    return max(0, int(ctx.policy.submit_grace_ms - elapsed_ms))
+        return 1 << 62
+    return max(0, int((ctx.clock() - batch.updated_at.timestamp()) * 1000))
 
 
-async def _take_turn(ctx: StageContext, batch: BatchRecord) -> list[BatchEmail]:
+async def _take_turn(ctx: StageContext, batch: BatchRecord, secret: CallbackSecret | None) -> list[BatchEmail]:
     """Defer unless credits, a batch slot and a rate-limit token are all there; then claim the slot."""
     if await ctx.credits_gate.is_closed():
         raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted")
@@ -104,7 +124,8 @@ async def _take_turn(ctx: StageContext, batch: BatchRecord) -> list[BatchEmail]:
         raise Defer(decision.wait_ms, "rate limit")
     # The claim comes last so that `submitting` means "the call is about to start or under way": nothing that
     # can fail without reaching Bouncer sits between it and the call.
-    claim = await ctx.repo.try_claim_submission(batch.id, ctx.policy.max_in_flight)
+    digest = secret.digest if secret is not None else None
+    claim = await ctx.repo.try_claim_submission(batch.id, ctx.policy.max_in_flight, digest)
     if claim == ClaimResult.FULL:
         raise Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight")
     if claim == ClaimResult.NOT_PENDING:
@@ -112,13 +133,18 @@ async def _take_turn(ctx: StageContext, batch: BatchRecord) -> list[BatchEmail]:
     return emails
 
 
-async def _submit(ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail]) -> None:
+async def _submit(
+    ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail], secret: CallbackSecret | None
+) -> None:
     """The paid call; every outcome is recorded so that the batch can never be created twice."""
+    callback_url = secret.url(ctx.policy.callback_base_url) if secret and ctx.policy.callback_base_url else None
+    # Names the process that makes the paid call, for whoever must judge an unknown outcome later.
+    log.info("creating the batch at Bouncer", extra=event("batch_create_started", batch, quantity=len(emails)))
     try:
-        info = await ctx.bouncer.create_batch(emails)
+        info = await ctx.bouncer.create_batch(emails, callback_url=callback_url)
     except BouncerUnavailable as exc:
         if exc.request_sent:
-            raise PermanentFailure("SubmissionOutcomeUnknown", f"no answer to the create call: {exc}") from exc
+            _answer_lost(ctx, batch, exc)
         await ctx.repo.release_submission(batch.id, str(exc))
         raise
     except RateLimited as exc:
@@ -127,7 +153,8 @@ async def _submit(ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail
     except InsufficientCredits as exc:
         await ctx.repo.release_submission(batch.id, str(exc))
         await ctx.credits_gate.close(str(exc))
-        raise PermanentFailure(type(exc).__name__, str(exc)) from exc
+        log.warning("Bouncer credits ran out; submissions wait for a top-up", extra=event("credits_exhausted", batch))
+        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted") from exc
     except (AuthError, Forbidden) as exc:
         # Bouncer refused the key, not the batch: it goes back to pending, and the dispatcher closes the auth gate.
         await ctx.repo.release_submission(batch.id, str(exc))
@@ -137,10 +164,27 @@ async def _submit(ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail
         if exc.retryable:
             raise
         raise PermanentFailure(type(exc).__name__, str(exc)) from exc
+    await _record(ctx, batch, info, len(emails))
+
+
+def _answer_lost(ctx: StageContext, batch: BatchRecord, exc: BouncerUnavailable) -> NoReturn:
+    """The create call may have reached Bouncer: keep the batch `submitting`; wait for a callback, or give up."""
+    if ctx.policy.callback_base_url:
+        log.warning(
+            "no answer to the create call; waiting for Bouncer's callback: %s",
+            exc,
+            extra=event("create_answer_lost", batch),
+        )
+        raise Defer(min(ctx.policy.callback_wait_ms, _CALLBACK_LOOK_MS), "create answer lost") from exc
+    raise PermanentFailure("SubmissionOutcomeUnknown", f"no answer to the create call: {exc}") from exc
+
+
+async def _record(ctx: StageContext, batch: BatchRecord, info: BatchInfo, sent: int) -> None:
+    """Store Bouncer's answer and start polling; a failure here is logged with Bouncer's id for an operator."""
     state = BatchState.PROCESSING if info.status == "processing" else BatchState.QUEUED
     try:
         await ctx.repo.record_batch_submitted(
-            batch.id, info.batch_id, info.quantity or len(emails), info.duplicates or 0, state
+            batch.id, info.batch_id, info.quantity or sent, info.duplicates or 0, state
         )
     except Exception as exc:
         # Paid for, but not in the ledger: the batch stays `submitting` (never resubmitted), and this line is
@@ -154,7 +198,7 @@ async def _submit(ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail
         raise PermanentFailure("SubmissionNotRecorded", f"Bouncer batch {info.batch_id} was created: {exc}") from exc
     log.info(
         "batch submitted to Bouncer",
-        extra=event("batch_submitted", batch, bouncer_batch_id=info.batch_id, quantity=len(emails)),
+        extra=event("batch_submitted", batch, bouncer_batch_id=info.batch_id, quantity=sent),
     )
     if await request_cancelled(ctx, batch.request_id):
         # The request was cancelled while this create call was under way: stop the batch at once.

@@ -1,9 +1,14 @@
-"""QueueAdmin: the operator's view of the queues (counts, pause/resume, retry/clean failed, purge, live workers)
-and the job schedulers.
+"""QueueAdmin: the operator's view of the queues (counts, pause/resume, retry/clean failed, purge) and the job
+schedulers.
 
 What the seed's queue manager offered (getQueueStats, pauseQueue, retryFailedJobs, cleanFailedJobs), on bullmq's
-Queue API, with plain snake_case results. bullmq keeps prioritized jobs out of "waiting"; here "waiting" counts
-both, since every job of ours has a priority.
+Queue API, with plain snake_case results. Two views of the counts:
+
+- `counts()`, ours: waiting, active, completed, failed, delayed, paused, each job in exactly one state. bullmq keeps
+  prioritized jobs out of "waiting"; here "waiting" counts both, since every job of ours has a priority. On a
+  paused queue the jobs ready to run are "paused", not "waiting".
+- `bullmq_counts()`, BullMQ's own (getJobCounts of every type, as bull-board and Node's Queue show them) plus
+  `isPaused`: what `stats --json` prints.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from bouncer_queue.queueing.queues import QueueSet
 
 #: The states `counts()` reports for every queue.
 STATES = ("waiting", "active", "completed", "failed", "delayed", "paused")
-_BULLMQ_STATES = ("wait", "prioritized", "active", "completed", "failed", "delayed")
+_BULLMQ_STATES = ("wait", "paused", "prioritized", "active", "completed", "failed", "delayed")
+#: Every job type BullMQ's getJobCounts knows, as Node BullMQ names them.
+BULLMQ_TYPES = ("active", "completed", "delayed", "failed", "paused", "prioritized", "waiting", "waiting-children")
 #: bullmq's prioritized zset score is priority * 2**32 + an insertion counter (addPrioritizedJob Lua script).
 _PRIORITY_SCORE_STEP = 2**32
 
@@ -41,13 +48,23 @@ class QueueAdmin:
         return self._queue_set.get(name)
 
     async def queue_counts(self, queue: str) -> dict[str, int]:
-        """Job counts of one queue by state (see STATES). "paused" is the waiting jobs held by a paused queue."""
+        """Job counts of one queue by state (see STATES), each job once; "paused": ready jobs held by a pause."""
         bull_queue = self._queue(queue)
         raw = await bull_queue.getJobCounts(*_BULLMQ_STATES)
         counts = {state: int(raw.get(state, 0)) for state in ("active", "completed", "failed", "delayed")}
-        counts["waiting"] = int(raw.get("wait", 0)) + int(raw.get("prioritized", 0))
-        counts["paused"] = counts["waiting"] if await bull_queue.isPaused() else 0
+        ready = sum(int(raw.get(state, 0)) for state in ("wait", "paused", "prioritized"))
+        paused = await bull_queue.isPaused()
+        counts["waiting"], counts["paused"] = (0, ready) if paused else (ready, 0)
         return {state: counts[state] for state in STATES}
+
+    async def bullmq_counts(self) -> dict[str, dict[str, int | bool]]:
+        """BullMQ's own counts of every queue (BULLMQ_TYPES), plus `isPaused`, by queue name."""
+        found: dict[str, dict[str, int | bool]] = {}
+        for name in ALL_QUEUES:
+            queue = self._queue(name)
+            raw = await queue.getJobCounts(*BULLMQ_TYPES)
+            found[name] = {t: int(raw.get(t, 0)) for t in BULLMQ_TYPES} | {"isPaused": bool(await queue.isPaused())}
+        return found
 
     async def counts(self) -> dict[str, dict[str, int]]:
         """Job counts of every queue (the dead-letter queue included), by queue name then state."""
@@ -86,17 +103,6 @@ class QueueAdmin:
         await bull_queue.drain(True)  # True: the delayed jobs too
         removed = [len(await bull_queue.clean(0, 0, state) or []) for state in ("completed", "failed")]
         return waiting + sum(removed)
-
-    async def worker_count(self) -> int | None:
-        """Worker connections serving the work queues (bullmq's getWorkers, from CLIENT LIST); None when the
-        Redis server does not offer CLIENT LIST, so nothing can be told."""
-        total = 0
-        for queue in WORK_QUEUES:
-            workers = await self._queue(queue).get_workers()
-            if any(w.get("name") == "CLIENT LIST not supported" for w in workers):
-                return None
-            total += len(workers)
-        return total
 
     async def oldest_waiting_age_seconds(self) -> float | None:
         """How long the oldest job ready to run on a work queue has waited; None when none waits."""

@@ -8,6 +8,9 @@ way to open a plain redis.asyncio client for stats and pings. Two bullmq pitfall
   (or None on the local socket).
 - a shared client without decode_responses=True shows jobs as name None, data {} (pitfall 5); `open_client` sets it.
 
+With REDIS_CLUSTER=true the URL names one node of a Redis Cluster: bullmq then gets a fresh `RedisCluster` client
+per queue or worker (it closes it), and every key of ours shares the QUEUE_PREFIX hash tag, so one slot.
+
 Passwords never leave this module in text: targets print as a masked URL.
 """
 
@@ -22,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 from redis.exceptions import RedisError
 
@@ -36,22 +40,40 @@ MIN_SOCKET_TIMEOUT_SECONDS = 15.0
 DEFAULT_SOCKET_TIMEOUT_SECONDS = 30.0
 #: bullmq's RedisConnection sets these itself; passing them again is a TypeError.
 _SET_BY_BULLMQ = frozenset({"decode_responses", "retry", "retry_on_error", "single_connection_client"})
+#: The redis-py options a RedisCluster client takes from a node's URL (a cluster has no `db` but 0).
+_CLUSTER_OPTIONS = frozenset(
+    {"host", "port", "username", "password", "ssl", "socket_timeout", "socket_connect_timeout"}
+)
+
+#: A client of a single Redis or of a Redis Cluster; both speak the commands we use.
+RedisClient = aioredis.Redis | RedisCluster
 
 
 @dataclass(frozen=True)
 class RedisTarget:
-    """One Redis to talk to: `options` are redis-py keyword arguments, `display` a printable, password-free name."""
+    """One Redis to talk to: `options` are redis-py keyword arguments, `display` a printable, password-free name;
+    `cluster` says the options name one node of a Redis Cluster."""
 
     options: Mapping[str, Any] = field(repr=False)
     display: str
+    cluster: bool = False
 
-    def bullmq_connection(self) -> dict[str, Any]:
-        """The value for bullmq's `{"connection": ...}`: a fresh dict, so bullmq builds its own clients."""
+    def bullmq_connection(self) -> dict[str, Any] | RedisCluster:
+        """The value for bullmq's `{"connection": ...}`: a fresh dict, so bullmq builds its own clients; for a
+        cluster, a fresh RedisCluster client, which bullmq closes with its queue or worker."""
+        if self.cluster:
+            return self._cluster_client()
         return dict(self.options)
 
-    def open_client(self) -> aioredis.Redis:
+    def open_client(self) -> RedisClient:
         """A redis.asyncio client on this target (decode_responses=True). The caller closes it with `aclose()`."""
+        if self.cluster:
+            return self._cluster_client()
         return aioredis.Redis(**self.options, decode_responses=True)
+
+    def _cluster_client(self) -> RedisCluster:
+        options = {key: value for key, value in self.options.items() if key in _CLUSTER_OPTIONS}
+        return RedisCluster(**options, decode_responses=True)
 
     def __str__(self) -> str:
         return self.display
@@ -61,8 +83,8 @@ class RedisTarget:
 Connection = RedisTarget | Mapping[str, Any]
 
 
-def as_bullmq_connection(connection: Connection) -> dict[str, Any]:
-    """A fresh dict of redis-py keyword arguments for bullmq, which then builds (and closes) its own clients."""
+def as_bullmq_connection(connection: Connection) -> dict[str, Any] | RedisCluster:
+    """A fresh value for bullmq's `connection` (keyword arguments, or a cluster client), which bullmq closes."""
     if isinstance(connection, RedisTarget):
         return connection.bullmq_connection()
     return dict(connection)
@@ -99,9 +121,9 @@ def options_from_url(url: str) -> dict[str, Any]:
     return options
 
 
-def target_from_url(url: str) -> RedisTarget:
-    """A target for an external Redis/Valkey given by URL."""
-    return RedisTarget(options=options_from_url(url), display=mask_url(url))
+def target_from_url(url: str, *, cluster: bool = False) -> RedisTarget:
+    """A target for an external Redis/Valkey given by URL (one node's URL for a cluster)."""
+    return RedisTarget(options=options_from_url(url), display=mask_url(url), cluster=cluster)
 
 
 def target_for_embedded(server: EmbeddedValkey) -> RedisTarget:
@@ -109,7 +131,7 @@ def target_for_embedded(server: EmbeddedValkey) -> RedisTarget:
     return RedisTarget(options=server.connection_options(), display=f"embedded valkey at unix:{server.socket_path}")
 
 
-async def ping(client: aioredis.Redis) -> float:
+async def ping(client: RedisClient) -> float:
     """PING through `client`; return the round trip in seconds. Redis errors pass through unchanged."""
     started = time.perf_counter()
     await client.ping()
@@ -138,7 +160,7 @@ async def open_redis_target(settings: Settings) -> AsyncIterator[RedisTarget]:
     """Yield the configured Redis (checked with a PING), or start the embedded Valkey and stop it on exit."""
     url = settings.external_redis_url()
     if url is not None:
-        target = target_from_url(url)
+        target = target_from_url(url, cluster=settings.redis_cluster)
         await check_reachable(target)
         logger.info("using redis", extra={"action": "redis_selected", "redis": target.display})
         yield target

@@ -3,6 +3,9 @@
 Every job gets a priority (bullmq runs an unprioritized job before all prioritized ones, pitfall 6), the retry policy
 (attempts + exponential backoff) and removeOnComplete/removeOnFail counts. A JobSpec's `job_id` becomes bullmq's
 `jobId`, which makes adding idempotent: a second add with the same id is a no-op. Queues open on first use.
+
+On a Redis Cluster, bulk adds go one job at a time: bullmq's addBulk sends its Lua scripts through a pipeline, and
+redis-py's cluster pipeline refuses EVALSHA ("Calling pipelined function evalsha is blocked").
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from bullmq import Queue
 
 from bouncer_queue.pipeline.ports import JobSpec
-from bouncer_queue.queueing.connection import Connection
+from bouncer_queue.queueing.connection import Connection, RedisTarget
 from bouncer_queue.queueing.queues import QueueSet
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ class BullmqEnqueuer:
         keep_failed: int,
     ) -> None:
         self._queue_set = QueueSet(connection, prefix)
+        self._can_pipeline = not (isinstance(connection, RedisTarget) and connection.cluster)
         self._attempts = attempts
         self._backoff_ms = backoff_ms
         self._keep_completed = keep_completed
@@ -78,10 +82,15 @@ class BullmqEnqueuer:
                 {"name": specs[i].name, "data": dict(specs[i].data), "opts": self.job_options(specs[i])}
                 for i in indexes
             ]
-            jobs = await self._queue(queue_name).addBulk(bulk)
+            jobs = await self._add_bulk(self._queue(queue_name), bulk)
             for index, job in zip(indexes, jobs, strict=True):
                 ids[index] = str(job.id)
         return ids
+
+    async def _add_bulk(self, queue: Queue, bulk: list[dict[str, Any]]) -> list[Any]:
+        if self._can_pipeline:
+            return list(await queue.addBulk(bulk))
+        return [await queue.add(job["name"], job["data"], job["opts"]) for job in bulk]
 
     async def enqueue_again(self, specs: Sequence[JobSpec]) -> int:
         """Add the jobs; one whose id is taken by a failed or completed job is removed first, so it runs again
@@ -115,6 +124,17 @@ class BullmqEnqueuer:
                 continue
             promoted += 1
         return promoted
+
+    async def promote_job(self, queue: str, job_id: str) -> bool:
+        """Move the delayed job `job_id` to waiting now; False when there is no such delayed job."""
+        job = await self._queue(queue).getJob(job_id)
+        if job is None:
+            return False
+        try:
+            await job.promote()
+        except Exception:  # not delayed: waiting, running or finished already
+            return False
+        return True
 
     async def close(self) -> None:
         """Close every queue opened so far. Safe to call twice."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
+from bouncer_queue.queueing.connection import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class RedisGate:
     """pipeline.context.Gate on a Redis key: closed while the key exists, its value the reason."""
 
-    def __init__(self, client: aioredis.Redis, key: str) -> None:
+    def __init__(self, client: RedisClient, key: str) -> None:
         self._client = client
         self._key = key
 
@@ -42,14 +42,14 @@ class RedisGate:
 class RedisCreditsGate(RedisGate):
     """Closed after a 402 until the health check sees credits again."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         super().__init__(client, f"{prefix}:credits-exhausted")
 
 
 class RedisAuthGate(RedisGate):
     """Closed after a 401/403 for the refused key; `fingerprint()` names the key in force (see the module)."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, fingerprint: Callable[[], str | None]) -> None:
+    def __init__(self, client: RedisClient, prefix: str, fingerprint: Callable[[], str | None]) -> None:
         super().__init__(client, f"{prefix}:key-refused")
         self._fingerprint = fingerprint
 

@@ -16,14 +16,14 @@ class QueueSet:
     """Lazily opened bullmq Queues by name; only our queue names are accepted."""
 
     def __init__(self, connection: Connection, prefix: str) -> None:
-        self._connection = as_bullmq_connection(connection)
+        self._connection = connection
         self._prefix = prefix
         self._queues: dict[str, Queue] = {}
 
     def get(self, name: str) -> Queue:
         queue = self._queues.get(check_queue_name(name))
         if queue is None:
-            queue = Queue(name, {"connection": dict(self._connection), "prefix": self._prefix})
+            queue = Queue(name, {"connection": as_bullmq_connection(self._connection), "prefix": self._prefix})
             self._queues[name] = queue
         return queue
 

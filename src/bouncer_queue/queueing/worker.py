@@ -12,11 +12,16 @@ here, and only here, into bullmq's terms (see pipeline/outcomes.py):
 
 Workers are built with autorun off and started by `WorkerPool.start()`. Rate-limited workers get a short drainDelay,
 because bullmq sleeps drainDelay, not the limiter's TTL, when the limit is reached (pitfall 2).
+
+For Node's tools (bull-board, `Queue.getWorkers()`, `Queue.getMetrics()`): each worker names its Redis connections
+as Node BullMQ does, `<prefix>:<base64(queue)>:w:<worker name>` (bullmq for Python uses `<prefix>:<queue>`, which
+Node's CLIENT LIST matcher never finds), and collects BullMQ's per-minute completed/failed metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +36,9 @@ from bouncer_queue.queueing.connection import Connection, as_bullmq_connection
 from bouncer_queue.queueing.names import check_queue_name
 
 logger = logging.getLogger(__name__)
+
+#: Data points of BullMQ's worker metrics (one a minute): two weeks, Node BullMQ's MetricsTime.TWO_WEEKS.
+METRICS_DATA_POINTS = 20_160
 
 #: The longest drainDelay a rate-limited worker may have: it is also how late a new limiter window starts.
 MAX_LIMITED_DRAIN_DELAY_SECONDS = 2
@@ -131,17 +139,26 @@ def bullmq_processor(queue: str, processor: Processor, on_final_failure: FinalFa
     return process
 
 
+def node_client_name(prefix: str, queue: str, worker_name: str | None) -> str:
+    """The Redis client name Node BullMQ gives a worker of `queue`, which its getWorkers() looks for."""
+    encoded = base64.b64encode(queue.encode()).decode()
+    return f"{prefix}:{encoded}" + (f":w:{worker_name}" if worker_name else "")
+
+
 def worker_options(
-    connection: Connection, prefix: str, tuning: QueueTuning, *, drain_delay_seconds: int
+    connection: Connection, prefix: str, tuning: QueueTuning, *, drain_delay_seconds: int, name: str | None = None
 ) -> dict[str, Any]:
-    """bullmq Worker options for one queue: never autorun; a limiter and a short drainDelay when limited."""
+    """bullmq Worker options for one queue: never autorun; metrics on; a limiter and a short drainDelay when limited."""
     options: dict[str, Any] = {
         "connection": as_bullmq_connection(connection),
         "prefix": prefix,
         "autorun": False,
         "concurrency": tuning.concurrency,
         "drainDelay": drain_delay_seconds,
+        "metrics": {"maxDataPoints": METRICS_DATA_POINTS},
     }
+    if name:
+        options["name"] = name
     if tuning.limiter_max > 0:
         options["limiter"] = {"max": tuning.limiter_max, "duration": tuning.limiter_duration_ms}
         options["drainDelay"] = min(drain_delay_seconds, MAX_LIMITED_DRAIN_DELAY_SECONDS)
@@ -227,14 +244,13 @@ def build_workers(
     *,
     drain_delay_seconds: int,
     on_final_failure: FinalFailureHandler,
+    name: str | None = None,
 ) -> WorkerPool:
-    """One worker per queue in `tuning` (queue name -> QueueTuning), not yet started."""
-    workers = {
-        queue: Worker(
-            check_queue_name(queue),
-            bullmq_processor(queue, processor, on_final_failure),
-            worker_options(connection, prefix, queue_tuning, drain_delay_seconds=drain_delay_seconds),
-        )
-        for queue, queue_tuning in tuning.items()
-    }
+    """One worker per queue in `tuning` (queue name -> QueueTuning), not yet started; `name` shows in Node's tools."""
+    workers: dict[str, Worker] = {}
+    for queue, queue_tuning in tuning.items():
+        options = worker_options(connection, prefix, queue_tuning, drain_delay_seconds=drain_delay_seconds, name=name)
+        worker = Worker(check_queue_name(queue), bullmq_processor(queue, processor, on_final_failure), options)
+        worker.clientName = node_client_name(prefix, queue, name)  # set on its connections when it starts
+        workers[queue] = worker
     return WorkerPool(workers)

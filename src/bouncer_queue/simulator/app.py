@@ -7,6 +7,11 @@ email,name,status,reason,domain,acceptAll,disposable,free,role,disabled,fullMail
 provider,score,toxic,toxicity,retryAfter. When served by uvicorn, a lifespan task POSTs the final batch
 object to each batch's `?callback=` URL (`callbacks.py`). Real-time verify answers after its simulated
 latency with an awaited `sleep` (injectable), so slow answers never block other requests.
+
+A create drawn by `drop_create_response_rate` creates and charges the batch, then closes the connection instead
+of answering (the app's outermost `send` finds uvicorn's transport; in-process, httpx's own "server
+disconnected" error is raised); the request log records it with status 0. `create_latency_seconds` holds every
+create's answer back after the batch exists, so a caller can be stopped mid-call.
 """
 
 from __future__ import annotations
@@ -37,6 +42,34 @@ CSV_COLUMNS = (
     "dnsType,dnsRecord,provider,score,toxic,toxicity,retryAfter"
 ).split(",")
 BATCH_PATH = "/v1.1/email/verify/batch/{batch_id}"
+#: Scope key a handler sets to have its answer dropped (the connection closed instead).
+_DROP_ANSWER = "simulator.drop_answer"
+
+
+class _SimulatorApp(FastAPI):
+    """FastAPI, with the one thing it cannot do: close the connection instead of answering."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            send = _droppable(scope, send)
+        await super().__call__(scope, receive, send)
+
+
+def _droppable(scope: dict[str, Any], send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    async def send_or_drop(message: Any) -> None:
+        if not scope.get(_DROP_ANSWER):
+            await send(message)
+            return
+        if message["type"] != "http.response.start":
+            return
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is None:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        transport.close()
+        for _ in range(3):  # let uvicorn see the disconnect, so it does not try to answer 500 instead
+            await asyncio.sleep(0)
+
+    return send_or_drop
 
 
 def create_app(
@@ -60,7 +93,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    app = FastAPI(title="Bouncer simulator", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app = _SimulatorApp(title="Bouncer simulator", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.simulator = state
     app.include_router(_api_router(state, sleep))
     app.include_router(_toxicity_router(state))
@@ -95,7 +128,8 @@ def _error_handler(state: SimulatorState) -> Callable[[Request, Exception], Awai
 def _request_logger(state: SimulatorState) -> Callable[..., Awaitable[Response]]:
     async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
-        state.record_request(request.method, request.url.path, response.status_code, api_key_of(request))
+        status = 0 if request.scope.get(_DROP_ANSWER) else response.status_code
+        state.record_request(request.method, request.url.path, status, api_key_of(request))
         return response
 
     return record
@@ -130,7 +164,11 @@ def _api_router(state: SimulatorState, sleep: Sleep) -> APIRouter:
     async def create_batch(request: Request) -> Response:
         key = _guard(state, request, "create")
         entries = await _batch_entries(request)
-        return JSONResponse(state.create_batch(key, entries, request.query_params.get("callback")))
+        batch = state.create_batch(key, entries, request.query_params.get("callback"))
+        if state.config.create_latency_seconds:
+            await sleep(state.config.create_latency_seconds)
+        request.scope[_DROP_ANSWER] = state.answer_dropped(batch["batchId"])
+        return JSONResponse(batch)
 
     @router.get("/email/verify/batch/{batch_id}")
     async def batch_status(request: Request, batch_id: str) -> Response:

@@ -43,6 +43,8 @@ class Batch:
     extra_charge: int = field(default=0)
     #: Drawn at creation: the batch ends `failed` instead of `completed`.
     fails: bool = False
+    #: Drawn at creation: the create call is answered by closing the connection.
+    answer_dropped: bool = False
 
     @property
     def quantity(self) -> int:

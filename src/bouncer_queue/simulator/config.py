@@ -37,6 +37,11 @@ class SimulatorConfig:
     fail_rate: float = 0.0
     #: Share of batches that end `failed` instead of `completed` (drawn from `seed` and the batch's creation counter).
     batch_fail_rate: float = 0.0
+    #: Share of batch creates that create and charge the batch, then close the connection without answering
+    #: (drawn from `seed` and the creation counter): a lost create response.
+    drop_create_response_rate: float = 0.0
+    #: Seconds a batch create waits after creating and charging the batch, before it answers (a slow create).
+    create_latency_seconds: float = 0.0
     seed: str = "bouncer-simulator"
     #: Time a new batch stays `queued` before it may start.
     queue_delay_seconds: float = 0.5
@@ -62,7 +67,10 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         if self.speed <= 0 or self.max_parallel < 1 or self.window_seconds <= 0:
             raise ValueError("speed, max_parallel and window_seconds must be positive")
-        if not all(0.0 <= rate <= 1.0 for rate in (self.fail_rate, self.batch_fail_rate, self.toxicity_error_rate)):
-            raise ValueError("fail_rate, batch_fail_rate and toxicity_error_rate must be between 0 and 1")
-        if self.latency_scale < 0 or self.sync_cache_seconds < 0:
-            raise ValueError("latency_scale and sync_cache_seconds must not be negative")
+        rates = (self.fail_rate, self.batch_fail_rate, self.toxicity_error_rate, self.drop_create_response_rate)
+        if not all(0.0 <= rate <= 1.0 for rate in rates):
+            raise ValueError(
+                "fail_rate, batch_fail_rate, toxicity_error_rate and drop_create_response_rate must be between 0 and 1"
+            )
+        if self.latency_scale < 0 or self.sync_cache_seconds < 0 or self.create_latency_seconds < 0:
+            raise ValueError("latency_scale, sync_cache_seconds and create_latency_seconds must not be negative")

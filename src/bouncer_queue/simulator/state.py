@@ -1,7 +1,8 @@
 """SimulatorState: the simulator's accounts, credits, batches, limits and request log, on an injected clock.
 
 Every Bouncer rule lives here as a method the HTTP layer (`app.py`) calls after parsing: authentication,
-rate limits and 503 injection (`admit`), credit reservation at create, settlement at completion and refunds
+rate limits and 503 injection (`admit`), credit reservation at create (and whether its answer is dropped),
+settlement at completion and refunds
 on finish or failure (`batch_fail_rate`), real-time verify (and how long it takes), batch-sync with its per-key
 result cache, the domain check and toxicity lists. Failures are raised as `SimulatorHTTPError(status, message)`,
 which the app renders in Bouncer's error shape. Nothing here is module-global: each test builds its own state
@@ -148,8 +149,14 @@ class SimulatorState:
         batch.extra_charge = extra
         self.batch_creations += 1
         batch.fails = self._drawn("batch-fail", self.batch_creations, self.config.batch_fail_rate)
+        batch.answer_dropped = self._drawn("drop-create", self.batch_creations, self.config.drop_create_response_rate)
         self._batches[batch.id] = batch
         return batch.view(now, self.config.speed, with_stats=False)
+
+    def answer_dropped(self, batch_id: str) -> bool:
+        """Whether the create of this batch is answered by closing the connection (drop_create_response_rate)."""
+        batch = self._batches.get(batch_id)
+        return batch is not None and batch.answer_dropped
 
     def batch_status(self, key: str, batch_id: str, *, with_stats: bool) -> dict[str, Any]:
         batch = self._batch(key, batch_id)
@@ -333,7 +340,8 @@ class SimulatorState:
         now = self.clock()
         batches = [
             {"id": b.id, "key": fingerprint(b.key), "status": b.status, "quantity": b.quantity,
-             "processed": b.processed(now, self.config.speed), "credits": b.credits_used}
+             "processed": b.processed(now, self.config.speed), "credits": b.credits_used,
+             "reserved": b.reserved, "answer_dropped": b.answer_dropped}
             for b in self._batches.values()
         ]  # fmt: skip
         return {

@@ -15,7 +15,7 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bouncer_queue.domain import IN_FLIGHT_BATCH_STATES, BatchState, EmailState, Priority
-from bouncer_queue.storage.records import BatchEmail, BatchRecord
+from bouncer_queue.storage.records import BatchEmail, BatchRecord, SubmittedBatch
 from bouncer_queue.storage.tables import BatchModel, QueueModel, utcnow
 from bouncer_queue.storage.transactions import Queries, translated
 
@@ -50,21 +50,25 @@ class BatchQueries(Queries):
             await conn.execute(batch_update(batch_id, BatchState.SUBMITTING).values(**values))
 
     @translated("record a submitted batch", must_land=True)
-    async def record_batch_submitted(
-        self, batch_id: int, bouncer_batch_id: str, quantity: int, duplicates: int, status: BatchState
-    ) -> None:
-        now = utcnow()
-        batch = batch_update(batch_id).values(
-            bouncer_batch_id=bouncer_batch_id,
-            quantity=quantity,
-            duplicates=duplicates,
-            status=status.value,
-            submitted_at=now,
-            updated_at=now,
-        )
+    async def record_batch_submitted(self, batch_id: int, answer: SubmittedBatch) -> None:
         async with self._db.write() as conn:
-            await conn.execute(batch)
-            await _set_email_states(conn, batch_id, EmailState.SUBMITTED, only=(EmailState.BATCHED,))
+            await _record_submitted(conn, batch_id, answer)
+
+    @translated("take a batch callback")
+    async def take_callback(self, token_digest: str, answer: SubmittedBatch | None) -> BatchRecord | None:
+        """The batch holding this callback token, as it was, with the token cleared (each token works once);
+        a batch still `submitting` is recorded as submitted with `answer` first. None for an unknown token."""
+        holder = select(BatchModel.__table__).where(BatchModel.callback_token == token_digest)
+        async with self._db.write() as conn:
+            row = (await conn.execute(holder)).first()
+            if row is None:
+                return None
+            take = batch_update(row.id).where(BatchModel.callback_token == token_digest).values(callback_token=None)
+            if not (await conn.execute(take)).rowcount:
+                return None  # a concurrent callback with the same token took it first
+            if row.status == BatchState.SUBMITTING.value and answer is not None:
+                await _record_submitted(conn, row.id, answer)
+        return _batch_record(row)
 
     @translated("record batch progress")
     async def record_batch_progress(self, batch_id: int, status: BatchState, processed: int | None) -> None:
@@ -172,6 +176,24 @@ async def email_counts(conn: AsyncConnection, where: Any) -> dict[str, int]:
     return {status: int(n) for status, n in (await conn.execute(query)).all()}
 
 
+async def _record_submitted(conn: AsyncConnection, batch_id: int, answer: SubmittedBatch) -> None:
+    """Bouncer's answer to a create, recorded only while the batch is `submitting`: the create's answer and
+    Bouncer's callback may both arrive, and the later one must not undo what the earlier one started."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "bouncer_batch_id": answer.bouncer_batch_id,
+        "duplicates": answer.duplicates,
+        "status": answer.status.value,
+        "submitted_at": now,
+        "updated_at": now,
+    }
+    if answer.quantity is not None:
+        values["quantity"] = answer.quantity
+    batch = batch_update(batch_id, BatchState.SUBMITTING).values(**values)
+    if (await conn.execute(batch)).rowcount:
+        await _set_email_states(conn, batch_id, EmailState.SUBMITTED, only=(EmailState.BATCHED,))
+
+
 async def _set_email_states(
     conn: AsyncConnection, batch_id: int, state: EmailState, only: Sequence[EmailState] = ()
 ) -> None:
@@ -193,6 +215,7 @@ def _batch_record(row: Row[Any]) -> BatchRecord:
         duplicates=row.duplicates,
         processed=row.processed,
         credits_used=row.credits_used,
+        billable=row.billable,
         attempts=row.attempts,
         retries=row.retries,
         last_error=row.last_error,

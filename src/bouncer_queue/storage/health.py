@@ -52,6 +52,19 @@ class HealthQueries(Queries):
             for r in rows
         ]
 
+    @translated("read the recorded credits")
+    async def latest_credits(self) -> tuple[int, datetime] | None:
+        table = HealthMetricModel
+        query = (
+            select(table.credits_left, table.recorded_at)
+            .where(table.credits_left.is_not(None))
+            .order_by(table.recorded_at.desc(), table.id.desc())
+            .limit(1)
+        )
+        async with self._db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else (int(row.credits_left), row.recorded_at)
+
     @translated("prune health metrics")
     async def prune_health_metrics(self, older_than: datetime) -> int:
         query = delete(HealthMetricModel).where(HealthMetricModel.recorded_at < older_than)

@@ -8,7 +8,10 @@ moves each repeated address (same lower-cased key as the results) into the batch
 batches left empty are deleted, so no two batches of a request share an address. `batch_emails` (batches.py)
 then sends each address of a batch once. The step runs in the database, so memory stays flat at any list size;
 it costs a sort of the request's rows, so it only runs when two rows' keys hash alike (`KeyHashes`, 8 bytes a
-row), which a list without repeats never shows.
+row), which a list without repeats never shows. Rows flagged invalid by the syntax pre-filter are stored in no
+batch, in state `invalid` (their local answer), and so are rows without an address (state `skipped`), which
+are kept only so an export gives every input row back; after the repeats are merged, credits.py answers what
+the result cache can and records what the request costs (`settle_billable`), in the same transaction.
 The read side finds a request (by id, content fingerprint or idempotency key), lists requests, and answers how
 far its emails and batches have come.
 """
@@ -22,13 +25,14 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, insert, select, text, update
+from sqlalchemy import RowMapping, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bouncer_queue.domain import BatchState, EmailState, Priority, RequestState
 from bouncer_queue.storage import bulk
 from bouncer_queue.storage.batches import email_counts
 from bouncer_queue.storage.boundary import SourceError
+from bouncer_queue.storage.credits import recount_batches, settle_billable, spent_and_reserved
 from bouncer_queue.storage.records import EmailRow, RequestInfo, RequestProgress, RequestRecord
 from bouncer_queue.storage.tables import BatchModel, QueueModel, RequestModel, utcnow
 from bouncer_queue.storage.transactions import Queries, new_id, translated
@@ -84,13 +88,15 @@ class RequestQueries(Queries):
             async for rows in _guarded_chunks(chunks):
                 chunk, skipped = _split_skipped(rows)
                 if chunk:
-                    batch_ids.append(await _ingest_chunk(conn, request, chunk))
-                    keys.add(row.email for row in chunk)
+                    batch_id = await _ingest_chunk(conn, request, chunk)
+                    batch_ids += [batch_id] if batch_id is not None else []
+                    keys.add(row.email for row in chunk if not row.invalid)
                     emails += len(chunk)
                 if skipped:
                     await _store_skipped(conn, request, skipped)
             if len(batch_ids) > 1 and keys.may_repeat() and await _merge_repeated_addresses(conn, request.request_id):
-                batch_ids = await _recount_batches(conn, request.request_id)
+                batch_ids = await recount_batches(conn, request.request_id)
+            batch_ids = await settle_billable(conn, request, batch_ids)
             totals = {"total_emails": emails, "batch_count": len(batch_ids), "updated_at": utcnow()}
             await conn.execute(update(RequestModel).where(_is(request.request_id)).values(**totals))
         return batch_ids
@@ -153,12 +159,15 @@ class RequestQueries(Queries):
         async with self._db.read() as conn:
             emails = await email_counts(conn, QueueModel.request_id == request_id)
             by_batch = {s: int(n) for s, n in (await conn.execute(batches.group_by(BatchModel.status))).all()}
+            spent, to_spend = await spent_and_reserved(conn, request_id)
         return RequestProgress(
             request_id=request_id,
             emails_total=sum(emails.values()),
             emails_by_state=emails,
             batches_total=sum(by_batch.values()),
             batches_by_state=by_batch,
+            credits_spent=spent,
+            credits_to_spend=to_spend,
         )
 
     @translated("find a request's user")
@@ -210,30 +219,40 @@ def _request_record(row: RowMapping) -> RequestRecord:
         idempotency_key=row["idempotency_key"],
         webhook_url=row["webhook_url"],
         options=row["options"],
+        billable=row["billable"],
     )
 
 
-async def _ingest_chunk(conn: AsyncConnection, request: RequestInfo, chunk: Sequence[EmailRow]) -> int:
+async def _ingest_chunk(conn: AsyncConnection, request: RequestInfo, chunk: Sequence[EmailRow]) -> int | None:
+    """Store a chunk's rows, the valid ones in a new batch (None when there is none: no batch then)."""
     now = utcnow()
     priority = int(request.priority)
+    sent = [r for r in chunk if not r.invalid]
+    batch_id = await _new_batch(conn, request, sent, now) if sent else None
+    head = (request.request_id, request.user_id)
+    placed = (EmailState.BATCHED.value, batch_id)
+    local = (EmailState.INVALID.value, None)  # answered by the syntax pre-filter, in no batch
+    rows = [
+        (*head, r.email, r.name, r.row_number, _json(r.extra), priority, *(local if r.invalid else placed), now, now)
+        for r in chunk
+    ]
+    await bulk.insert_rows(conn, QueueModel.__tablename__, _QUEUE_COLUMNS, rows)
+    return batch_id
+
+
+async def _new_batch(conn: AsyncConnection, request: RequestInfo, sent: Sequence[EmailRow], now: datetime) -> int:
     result = await conn.execute(
         insert(BatchModel).values(
             **_new_batch_values(now),
             request_id=request.request_id,
             user_id=request.user_id,
-            priority=priority,
+            priority=int(request.priority),
             delay_ms=request.delay_ms,
-            quantity=len(chunk),
+            quantity=len(sent),
+            billable=len({r.email.lower() for r in sent}),
         )
     )
-    batch_id = new_id(result)
-    head = (request.request_id, request.user_id)
-    batched = EmailState.BATCHED.value
-    rows = [
-        (*head, r.email, r.name, r.row_number, _json(r.extra), priority, batched, batch_id, now, now) for r in chunk
-    ]
-    await bulk.insert_rows(conn, QueueModel.__tablename__, _QUEUE_COLUMNS, rows)
-    return batch_id
+    return new_id(result)
 
 
 async def _merge_repeated_addresses(conn: AsyncConnection, request_id: str) -> int:
@@ -259,21 +278,6 @@ async def _merge_repeated_addresses(conn: AsyncConnection, request_id: str) -> i
         .execution_options(synchronize_session=False)
     )
     return int(moved.rowcount or 0)
-
-
-async def _recount_batches(conn: AsyncConnection, request_id: str) -> list[int]:
-    """Set each batch's quantity to the rows it now holds, delete the batches left empty; the ids that remain."""
-    query = select(QueueModel.batch_id, func.count()).where(QueueModel.request_id == request_id)
-    counts = {b: int(n) for b, n in (await conn.execute(query.group_by(QueueModel.batch_id))).all()}
-    all_ids = select(BatchModel.id).where(BatchModel.request_id == request_id).order_by(BatchModel.id)
-    batch_ids = list((await conn.scalars(all_ids)).all())
-    empty = [b for b in batch_ids if b not in counts]
-    if empty:
-        await conn.execute(delete(BatchModel).where(BatchModel.id.in_(empty)))
-    for batch_id in batch_ids:
-        if batch_id in counts:
-            await conn.execute(update(BatchModel).where(BatchModel.id == batch_id).values(quantity=counts[batch_id]))
-    return [b for b in batch_ids if b in counts]
 
 
 def _split_skipped(rows: Sequence[EmailRow]) -> tuple[Sequence[EmailRow], list[EmailRow]]:

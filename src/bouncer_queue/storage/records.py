@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bouncer_queue.domain import FINISHED_EMAIL_STATES, BatchState, Priority, RequestState
 
@@ -24,6 +24,8 @@ class EmailRow:
     row_number: int | None = None
     extra: Mapping[str, Any] | None = None
     skipped: str | None = None
+    #: Undeliverable by syntax (credits/prefilter.py): stored with a local answer, never sent.
+    invalid: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,20 @@ class RequestInfo:
     idempotency_key: str | None = None
     webhook_url: str | None = None
     options: Mapping[str, Any] | None = None
+    #: Answer addresses verified since then from earlier requests' results (None: no cache).
+    cache_since: datetime | None = None
+    #: Refuse the request, inside the ingest transaction, when its credits do not fit (credits/reservations.py).
+    credit_check: CreditCheck | None = None
+
+
+class CreditCheck(Protocol):
+    """What ingest asks before committing a request: may `billable` credits be spent, with `reserved` already
+    held by other requests (their batches not yet submitted, or submitted since `checked_at`)?"""
+
+    @property
+    def checked_at(self) -> datetime: ...
+
+    def refusal(self, billable: int, reserved: int) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,8 @@ class RequestRecord:
     idempotency_key: str | None = None
     webhook_url: str | None = None
     options: Mapping[str, Any] | None = None
+    #: Credits the request costs (credits/): unique addresses, valid by syntax, not answered from the cache.
+    billable: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,8 @@ class BatchRecord:
     duplicates: int = 0
     processed: int = 0
     credits_used: int | None = None
+    #: Unique addresses the batch sends: the credits it costs.
+    billable: int = 0
     attempts: int = 0
     retries: int = 0
     last_error: str | None = None
@@ -89,6 +109,17 @@ class BatchRecord:
     downloaded_at: datetime | None = None
     #: When the row last changed state; for a `submitting` batch, when its slot was claimed.
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SubmittedBatch:
+    """Bouncer's answer to a batch create (or its callback): the batch's id there, its counts and state."""
+
+    bouncer_batch_id: str
+    #: None keeps the count the ledger has (a callback body may not carry it).
+    quantity: int | None = None
+    duplicates: int = 0
+    status: BatchState = BatchState.QUEUED
 
 
 @dataclass(frozen=True)
@@ -138,10 +169,13 @@ class RequestProgress:
     emails_by_state: Mapping[str, int]
     batches_total: int
     batches_by_state: Mapping[str, int]
+    #: Credits of the batches Bouncer has (what it charged once known), and of those still to send.
+    credits_spent: int = 0
+    credits_to_spend: int = 0
 
     @property
     def finished(self) -> int:
-        """Emails that will not change any more (skipped rows included)."""
+        """Rows with an outcome: a result (Bouncer's, cached or local), given up on, skipped or cancelled."""
         return sum(self.emails_by_state.get(s, 0) for s in FINISHED_EMAIL_STATES)
 
     @property
@@ -162,6 +196,9 @@ class ExportRow:
     reason: str | None
     score: int | None
     raw: Mapping[str, Any] | None
+    #: Who answered: bouncer, cache or local (None while unanswered), and when the answer was made.
+    source: str | None = None
+    verified_at: datetime | None = None
 
 
 @dataclass(frozen=True)

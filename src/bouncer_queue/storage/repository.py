@@ -11,6 +11,7 @@ delegates to one query group per concept, the only modules that build select()/i
 - results.py: storing results and exporting a request; dead_letters.py; health.py;
 - timeline.py: a request's credits and times across its batches; tokens.py: the HTTP API's hashed tokens;
   webhooks.py: the webhook delivery log.
+- credits.py: what requests cost, hold in reserve and spent, and which addresses the result cache answers.
 
 Each public method is one transaction and translates database errors into StorageError, password masked
 (transactions.py). Bulk writes go through storage/bulk.py, the engine's fast path.
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bouncer_queue.domain import BatchState, RequestState
 from bouncer_queue.storage.batches import BatchQueries
 from bouncer_queue.storage.claims import ClaimQueries, ClaimResult
+from bouncer_queue.storage.credits import CreditQueries, RequestCredits
 from bouncer_queue.storage.dead_letters import DeadLetterQueries
 from bouncer_queue.storage.health import HealthQueries
 from bouncer_queue.storage.ingest import RequestQueries
@@ -44,6 +46,7 @@ from bouncer_queue.storage.records import (
     RequestTimeline,
     ResultRow,
     StoreTotals,
+    SubmittedBatch,
     WebhookDelivery,
 )
 from bouncer_queue.storage.results import ResultQueries
@@ -52,7 +55,7 @@ from bouncer_queue.storage.tokens import TokenQueries
 from bouncer_queue.storage.transactions import Database
 from bouncer_queue.storage.webhooks import WebhookQueries
 
-__all__ = ["ClaimResult", "Repository"]
+__all__ = ["ClaimResult", "Repository", "RequestCredits"]
 
 
 class Repository:
@@ -69,6 +72,7 @@ class Repository:
         self._timeline = TimelineQueries(db)
         self._tokens = TokenQueries(db)
         self._webhooks = WebhookQueries(db)
+        self._credits = CreditQueries(db)
 
     # Requests
 
@@ -130,8 +134,11 @@ class Repository:
         """The batch's addresses with their names, in row order, each address once: what is sent to Bouncer."""
         return await self._batches.batch_emails(batch_id)
 
-    async def try_claim_submission(self, batch_id: int, max_in_flight: int) -> ClaimResult:
-        """Atomically move a pending batch to submitting (attempts + 1) if fewer than `max_in_flight` are in flight.
+    async def try_claim_submission(
+        self, batch_id: int, max_in_flight: int, callback_token: str | None = None
+    ) -> ClaimResult:
+        """Atomically move a pending batch to submitting (attempts + 1) if fewer than `max_in_flight` are in flight,
+        storing `callback_token` (the digest of this submission's callback secret; None clears it).
 
         Atomic across processes and machines: the check and the update run under one database-wide lock.
         PostgreSQL: a transaction-scoped advisory lock (released by commit or a dropped connection, never
@@ -139,7 +146,7 @@ class Repository:
         server lock (session-scoped, so released explicitly and by a dropped connection); the work runs in a
         transaction started after the lock is held, so its snapshot sees every earlier claim.
         """
-        return await self._claims.try_claim_submission(batch_id, max_in_flight)
+        return await self._claims.try_claim_submission(batch_id, max_in_flight, callback_token)
 
     async def release_submission(self, batch_id: int, error: str | None) -> None:
         """Give the slot back: submitting -> pending, because the create request certainly never reached Bouncer."""
@@ -148,8 +155,15 @@ class Repository:
     async def record_batch_submitted(
         self, batch_id: int, bouncer_batch_id: str, quantity: int, duplicates: int, status: BatchState
     ) -> None:
-        """Bouncer accepted the batch: store its id and counts, and mark its emails submitted."""
-        await self._batches.record_batch_submitted(batch_id, bouncer_batch_id, quantity, duplicates, status)
+        """Bouncer accepted the batch: store its id and counts, and mark its emails submitted (only while the
+        batch is still `submitting`: a callback may have recorded it first)."""
+        answer = SubmittedBatch(bouncer_batch_id, quantity, duplicates, status)
+        await self._batches.record_batch_submitted(batch_id, answer)
+
+    async def take_callback(self, token_digest: str, answer: SubmittedBatch | None) -> BatchRecord | None:
+        """The batch whose callback token has this digest, as it was; the token is cleared (single use), and a
+        batch still `submitting` is recorded with `answer`. None when no batch holds the token."""
+        return await self._batches.take_callback(token_digest, answer)
 
     async def record_batch_progress(self, batch_id: int, status: BatchState, processed: int | None) -> None:
         """Store what a status poll saw; ignored once the batch is downloaded or dead (a late poll changes nothing)."""
@@ -204,6 +218,20 @@ class Repository:
         # Hand out the query group's own generator: re-yielding each row here would cost a step per row.
         return self._results.iter_export(request_id, statuses)
 
+    # Credits
+
+    async def request_credits(self, request_ids: list[str] | None = None) -> list[RequestCredits]:
+        """Credits per request (the active ones unless `request_ids` is given): billable, reserved, spent."""
+        return await self._credits.request_credits(request_ids)
+
+    async def any_cached(self, since: datetime) -> bool:
+        """Whether any result since `since` exists, that the result cache could reuse."""
+        return await self._credits.any_cached(since)
+
+    async def cached_keys(self, keys: Sequence[str], since: datetime) -> set[str]:
+        """Which of `keys` (lower-cased addresses) have an answer since `since` that the result cache reuses."""
+        return await self._credits.cached_keys(keys, since)
+
     # Dead letters
 
     async def add_dead_letter(
@@ -243,6 +271,10 @@ class Repository:
     async def recent_health_metrics(self, limit: int = 20) -> list[HealthMetric]:
         """The newest health checks first."""
         return await self._health.recent_health_metrics(limit)
+
+    async def latest_credits(self) -> tuple[int, datetime] | None:
+        """Credits left as the newest health check that asked Bouncer recorded them, and when; None if none did."""
+        return await self._health.latest_credits()
 
     async def prune_health_metrics(self, older_than: datetime) -> int:
         """Delete health checks recorded before `older_than`; return how many."""

@@ -3,7 +3,8 @@
 `store_results` upserts through storage/bulk.py and settles the batch and its emails in the same transaction, so
 a crash never leaves results without their states. `iter_export` streams a request's rows joined with their
 results from a server-side cursor, every input row in input order: a row stored `skipped` (no address) comes
-back with status `skipped` and its reason. Result emails are stored lower-cased and matched case-insensitively.
+back with status `skipped` and its reason. Result emails are stored lower-cased and matched case-insensitively. A
+row in state `invalid` (the syntax pre-filter's) has no result row and exports its local answer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Row, case, func, select, text, update
 
+from bouncer_queue.credits.prefilter import LOCAL_REASON, LOCAL_STATUS
 from bouncer_queue.domain import BatchState, EmailState
 from bouncer_queue.storage import bulk
 from bouncer_queue.storage.batches import batch_update, email_counts
@@ -128,6 +130,9 @@ def _export_query(request_id: str, statuses: Collection[str] | None) -> Any:
             ResultModel.reason,
             ResultModel.score,
             ResultModel.raw,
+            ResultModel.source,
+            ResultModel.verified_at,
+            QueueModel.updated_at,
         )
         .select_from(joined)
         .where(QueueModel.request_id == request_id)
@@ -138,14 +143,17 @@ def _export_query(request_id: str, statuses: Collection[str] | None) -> Any:
         wanted: Any = ResultModel.status.in_(list(statuses))
         if SKIPPED in statuses:
             wanted = wanted | (QueueModel.status == SKIPPED)
+        if LOCAL_STATUS in statuses:
+            wanted = wanted | (QueueModel.status == EmailState.INVALID.value)
         query = query.where(wanted)
     return query
 
 
 def _export_row(row: Row[Any]) -> ExportRow:
     if row.state == SKIPPED:
-        # A row without an address: its reason is kept in `name` (see storage/ingest.py).
-        return ExportRow(row.email, None, row.row_number, row.extra, SKIPPED, SKIPPED, row.name, None, None)
+        return _skipped_row(row)
+    if row.state == EmailState.INVALID.value:
+        return _local_row(row)
     return ExportRow(
         email=row.email,
         name=row.name,
@@ -156,4 +164,38 @@ def _export_row(row: Row[Any]) -> ExportRow:
         reason=row.reason,
         score=row.score,
         raw=row.raw,
+        source=row.source,
+        verified_at=row.verified_at,
+    )
+
+
+def _local_row(row: Row[Any]) -> ExportRow:
+    """The syntax pre-filter's answer, made when the row was stored."""
+    return ExportRow(
+        email=row.email,
+        name=row.name,
+        row_number=row.row_number,
+        extra=row.extra,
+        state=row.state,
+        status=LOCAL_STATUS,
+        reason=LOCAL_REASON,
+        score=0,
+        raw=None,
+        source="local",
+        verified_at=row.updated_at,
+    )
+
+
+def _skipped_row(row: Row[Any]) -> ExportRow:
+    """A row without an address: its reason is kept in `name` (see storage/ingest.py)."""
+    return ExportRow(
+        email=row.email,
+        name=None,
+        row_number=row.row_number,
+        extra=row.extra,
+        state=SKIPPED,
+        status=SKIPPED,
+        reason=row.name,
+        score=None,
+        raw=None,
     )

@@ -3,11 +3,15 @@ SQLAlchemy 2 Mapped models, valid on SQLite, PostgreSQL and MariaDB.
 
 Table names are the seed's exactly. Bouncer_Requests (migration 0002) is ours: one row per request, so a request
 can be found again by its content (a re-run resumes it) or by an idempotency key, and listed. The HTTP API's
-tokens (stored as hashes only) and its webhook delivery log (migration 0004) are ours too.
+tokens (stored as hashes only) and its webhook delivery log (migration 0003) are ours too. Migration 0005 adds
+what credits/ needs: each result's `source`, the billable count of every batch and request, and an index to find
+an address's earlier results.
 
 Times are stored as naive UTC (`UtcDateTime`) and come back timezone-aware,
 so every engine returns the same values. String lengths keep every index under MariaDB's 3072-byte key limit in
 utf8mb4 (4 bytes a character): the longest, results (request_id, email), is (64 + 254) * 4 = 1272 bytes.
+Bouncer_Queue.email is TEXT and in no index: it keeps a list's cell whole, however long (an address over 254
+characters is answered locally and never becomes a result key).
 The migrations in migrations/versions/ create the same schema; a test compares the two.
 """
 
@@ -106,6 +110,8 @@ class RequestModel(Base):
     options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     total_emails: Mapped[int] = mapped_column(Integer, default=0)
     batch_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Addresses Bouncer must answer (unique, valid by syntax, not cached): the credits the request costs.
+    billable: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -118,6 +124,7 @@ class BatchModel(Base):
     __table_args__ = (
         Index(None, "status"),
         Index(None, "request_id"),
+        Index(None, "callback_token", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -129,6 +136,8 @@ class BatchModel(Base):
     status: Mapped[str] = mapped_column(String(16))
     quantity: Mapped[int] = mapped_column(Integer, default=0)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    #: Unique addresses the batch sends, i.e. the credits it costs (held in reserve while it is pending).
+    billable: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     processed: Mapped[int] = mapped_column(Integer, default=0)
     credits_used: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -139,6 +148,8 @@ class BatchModel(Base):
     submitted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     downloaded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    #: SHA-256 digest of the secret token in the batch's callback URL (migration 0004); cleared once used.
+    callback_token: Mapped[str | None] = mapped_column(String(64))
 
 
 class QueueModel(Base):
@@ -154,7 +165,7 @@ class QueueModel(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(REQUEST_ID_LENGTH))
     user_id: Mapped[str] = mapped_column(String(USER_ID_LENGTH))
-    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
+    email: Mapped[str] = mapped_column(Text)
     name: Mapped[str | None] = mapped_column(String(255))
     row_number: Mapped[int | None] = mapped_column(Integer)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -172,6 +183,8 @@ class ResultModel(Base):
     __table_args__ = (
         UniqueConstraint("request_id", "email"),
         Index(None, "request_id", "status"),
+        #: The result cache finds an address's answers from other requests by it (credits/cache.py).
+        Index(None, "email"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -193,6 +206,9 @@ class ResultModel(Base):
     toxicity: Mapped[int | None] = mapped_column(Integer)
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     verified_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    #: Who answered: `bouncer` (downloaded) or `cache` (copied from an earlier request, `verified_at` kept).
+    #: Local answers (invalid by syntax) stay on the Bouncer_Queue row (state `invalid`).
+    source: Mapped[str] = mapped_column(String(16), default="bouncer", server_default="bouncer")
 
 
 class RateLimitModel(Base):

@@ -40,6 +40,10 @@ class RecordingEnqueuer:
         self.promoted.append((queue, name, limit))
         return 0
 
+    async def promote_job(self, queue: str, job_id: str) -> bool:
+        self.promoted.append((queue, job_id, None))
+        return False
+
 
 class MemoryGate:
     def __init__(self) -> None:

@@ -86,12 +86,14 @@ async def test_a_429_defers_and_releases_the_slot(world: Callable[[Responder], S
     assert await ctx.repo.in_flight_count() == 0
 
 
-async def test_a_402_dead_letters_and_closes_the_credits_gate(world: Callable[[Responder], StageContext]) -> None:
+async def test_a_402_holds_the_batch_pending_and_closes_the_credits_gate(
+    world: Callable[[Responder], StageContext],
+) -> None:
     ctx = world(answer(402, {"status": "402", "error": "Payment Required", "message": "1 credits left"}))
     first, second = await new_batch(ctx, "r1"), await new_batch(ctx, "r2")
-    with pytest.raises(PermanentFailure) as failure:
+    with pytest.raises(Defer, match="credits"):
         await create_batch(ctx, {"batch_id": first})
-    assert failure.value.error_class == "InsufficientCredits"
+    assert await state(ctx, first) == BatchState.PENDING  # resubmitted after a top-up, never dead-lettered
     assert await ctx.credits_gate.is_closed()
     with pytest.raises(Defer, match="credits"):
         await create_batch(ctx, {"batch_id": second})

@@ -32,6 +32,19 @@ async def test_counts_cover_every_queue_and_state(enqueuer: BullmqEnqueuer, admi
     assert counts[Q] == {"waiting": 1, "active": 0, "completed": 0, "failed": 0, "delayed": 1, "paused": 0}
 
 
+async def test_a_paused_queue_counts_each_job_once_in_both_views(enqueuer: BullmqEnqueuer, admin: QueueAdmin) -> None:
+    await enqueuer.enqueue(JobSpec(Q, "create-batch", {}))
+    await admin.pause(Q)
+    ours = (await admin.counts())[Q]
+    assert (ours["waiting"], ours["paused"]) == (0, 1)
+    theirs = (await admin.bullmq_counts())[Q]
+    assert theirs["isPaused"] is True
+    assert sum(v for k, v in theirs.items() if k != "isPaused") == 1
+    assert theirs["prioritized"] == 1  # every job of ours has a priority, and BullMQ counts those apart
+    await admin.resume(Q)
+    assert (await admin.bullmq_counts())[Q]["isPaused"] is False
+
+
 async def test_pause_holds_jobs_until_resume(
     start_workers: Any, eventually: Any, enqueuer: BullmqEnqueuer, admin: QueueAdmin
 ) -> None:

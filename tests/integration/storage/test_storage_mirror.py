@@ -88,7 +88,9 @@ def read_back(path: Path) -> list[dict[str, Any]]:
     book = load_workbook(path, read_only=True)
     rows = list(book.active.iter_rows(values_only=True))
     book.close()  # a read-only workbook keeps its file open until closed
-    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    # A write-only sheet stores no empty cells and no size, so a row ends at its last value: pad it.
+    width = len(rows[0])
+    return [dict(zip(rows[0], (*row, *(None,) * (width - len(row))), strict=True)) for row in rows[1:]]
 
 
 def expect_table(header: bool) -> Callable[[list[dict[str, Any]]], None]:
@@ -158,3 +160,25 @@ async def test_a_status_filter_can_ask_for_the_skipped_rows(repo: Repository, tm
     await write_export(repo.iter_export("mirror", {"skipped"}), out, "csv")
 
     assert [row["name"] for row in csv.DictReader(io.StringIO(out.getvalue()))] == ["No Address", "Dee"]
+
+
+async def test_skipped_rows_and_invalid_addresses_keep_their_places_and_their_own_answers(
+    repo: Repository, tmp_path: Path
+) -> None:
+    # A row without an address is kept as `skipped`; one the pre-filter refuses is answered locally (`invalid`).
+    source = tmp_path / "list.csv"
+    source.write_text("email,n\nok@example.com,1\n,2\nnot-an-address,3\nok2@example.com,4\n", encoding="utf-8")
+    await through_the_ledger(repo, source, True, None)
+
+    every = [(r.extra, r.state, r.status, r.source) for r in [row async for row in repo.iter_export("mirror")]]
+    both = [r.status for r in [row async for row in repo.iter_export("mirror", {"skipped", "undeliverable"})]]
+
+    assert every == [
+        ({"email": "ok@example.com", "n": "1"}, "completed", "deliverable", "bouncer"),
+        ({"email": "", "n": "2"}, "skipped", "skipped", None),
+        ({"email": "not-an-address", "n": "3"}, "invalid", "undeliverable", "local"),
+        ({"email": "ok2@example.com", "n": "4"}, "completed", "deliverable", "bouncer"),
+    ]
+    assert both == ["skipped", "undeliverable"]
+    progress = await repo.request_progress("mirror")
+    assert progress.done and progress.emails_by_state == {"completed": 2, "skipped": 1, "invalid": 1}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,8 @@ def _row(email: str, extra: dict[str, str] | None = None, **overrides: Any) -> E
         "reason": "accepted_email",
         "score": 100,
         "raw": RAW,
+        "source": "bouncer",
+        "verified_at": datetime(2026, 11, 30, 1, 2, 3, tzinfo=UTC),
     }
     return ExportRow(**(fields | overrides))
 
@@ -67,7 +71,15 @@ async def test_csv_columns_are_the_input_columns_then_the_verdict() -> None:
     table = list(csv.reader(io.StringIO(out.getvalue())))
     assert table[0] == ["company", "Email", "city", *RESULT_COLUMNS]  # no invented "name" column
     verdict = ["deliverable", "accepted_email", "100", "no", "no", "yes", "no", "no", "no", "google.com", "0"]
-    assert table[1] == ["Acme", "Ann@Example.COM", "", *verdict, "completed"]  # the address as given
+    assert table[1] == [
+        "Acme",
+        "Ann@Example.COM",  # the address as given
+        "",
+        *verdict,
+        "completed",
+        "bouncer",
+        "2026-11-30T01:02:03+00:00",
+    ]
     assert table[2][:3] == ["B", "bob@example.com", "Rome"]
 
 
@@ -84,10 +96,12 @@ async def test_result_columns_are_renamed_where_the_input_has_the_name() -> None
 async def test_csv_unverified_rows_have_empty_verdict_cells() -> None:
     out = io.StringIO()
     row = _row("x@example.com", None, name=None, state="failed", status=None, reason=None, score=None, raw=None)
+    row = dataclasses.replace(row, source=None, verified_at=None)
 
     await write_export(_stream([row]), out, "csv")
 
-    assert out.getvalue().splitlines()[1] == "x@example.com" + "," * len(RESULT_COLUMNS) + "failed"
+    # The address, eleven empty verdict cells, the state, and no source nor verification time.
+    assert out.getvalue().splitlines()[1] == "x@example.com" + "," * (len(RESULT_COLUMNS) - 2) + "failed,,"
 
 
 async def test_skipped_rows_come_back_with_their_reason() -> None:

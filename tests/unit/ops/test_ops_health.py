@@ -185,3 +185,16 @@ class TestProcessRss:
             pytest.skip("no /proc on this system")
         rss = process_rss_mb()
         assert rss is not None and 1 < rss < 100_000
+
+
+@pytest.mark.parametrize(
+    ("workers_alive", "pipeline_jobs", "status"),
+    [(0, 3, "unhealthy"), (0, 0, "healthy"), (1, 3, "healthy"), (None, 3, "healthy")],
+)
+def test_work_waiting_with_no_live_worker_is_unhealthy(
+    workers_alive: int | None, pipeline_jobs: int, status: str
+) -> None:
+    report = evaluate(snapshot(workers_alive=workers_alive, pipeline_jobs=pipeline_jobs), THRESHOLDS)
+    assert report.status == status
+    if status == "unhealthy":
+        assert report.problems == ["no workers process is alive while 3 jobs wait; start `bouncer-queue workers`"]

@@ -14,7 +14,7 @@ from bouncer_queue.queueing.connection import mask_url, options_from_url, target
 from bouncer_queue.queueing.embedded import socket_path_for
 from bouncer_queue.queueing.enqueue import BullmqEnqueuer
 from bouncer_queue.queueing.names import ALL_QUEUES, QUEUE_OF_JOB, WORK_QUEUES, check_queue_name, queue_for_job
-from bouncer_queue.queueing.worker import worker_options
+from bouncer_queue.queueing.worker import node_client_name, worker_options
 
 
 def test_queue_names_match_the_settings_tuning() -> None:
@@ -81,3 +81,13 @@ def test_worker_options_limit_and_drain_delay() -> None:
     assert limited["drainDelay"] == 2 and limited["autorun"] is False and limited["concurrency"] == 5
     unlimited = worker_options({}, "{p}", QueueTuning(1, 0, 60_000), drain_delay_seconds=1)
     assert "limiter" not in unlimited and unlimited["drainDelay"] == 1
+    assert unlimited["metrics"] == {"maxDataPoints": 20_160} and "name" not in unlimited
+    assert worker_options({}, "{p}", QueueTuning(1, 0, 1), drain_delay_seconds=1, name="h:1")["name"] == "h:1"
+
+
+def test_connections_are_named_as_node_bullmq_names_them() -> None:
+    # Node: `${prefix}:${Buffer.from(queueName).toString('base64')}` + `:w:${name}` (redis-queue-backend.ts).
+    assert (
+        node_client_name("{bouncer}", "email-verification", "host:42") == "{bouncer}:ZW1haWwtdmVyaWZpY2F0aW9u:w:host:42"
+    )
+    assert node_client_name("bull", "q", None) == "bull:cQ=="

@@ -9,6 +9,7 @@ reloads itself every few seconds with a meta refresh, so no script is needed.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from bouncer_queue.access import Scope, allows
-from bouncer_queue.errors import VerifierError
+from bouncer_queue.errors import ReplayRefused, VerifierError
 from bouncer_queue.interfaces.dashboard.charts import line_chart
 from bouncer_queue.interfaces.http import submissions
 from bouncer_queue.interfaces.http.auth import COOKIE_NAME
@@ -193,7 +194,8 @@ async def dead_letters_page(request: Request, manager: ManagerDep, token: PageTo
 @router.post("/dead-letters/{letter_id}/replay")
 async def replay(letter_id: int, manager: ManagerDep, token: PageToken) -> RedirectResponse:
     need(token, Scope.ADMIN)
-    await manager.replay_dead_letter(letter_id)
+    with contextlib.suppress(ReplayRefused):  # may have been charged: the page says to use the CLI's --force
+        await manager.replay_dead_letter(letter_id)
     return back("/dead-letters")
 
 

@@ -15,13 +15,26 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from bouncer_queue import __version__
-from bouncer_queue.errors import InputError, QueueBackendError, StorageError, UnknownQueueError, VerifierError
+from bouncer_queue.errors import (
+    InputError,
+    QueueBackendError,
+    ReplayRefused,
+    StorageError,
+    UnknownQueueError,
+    VerifierError,
+)
 from bouncer_queue.interfaces.dashboard.views import mount_dashboard
 from bouncer_queue.interfaces.http.routes import health, operations, requests
 from bouncer_queue.service import QueueManager, scrub
 
 API_PREFIX = "/api/v1"
-_STATUS_OF = {InputError: 422, UnknownQueueError: 404, StorageError: 503, QueueBackendError: 503}
+_STATUS_OF = {
+    InputError: 422,
+    UnknownQueueError: 404,
+    ReplayRefused: 409,
+    StorageError: 503,
+    QueueBackendError: 503,
+}
 
 
 def create_app(manager: QueueManager, *, dashboard: bool = True) -> FastAPI:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from bouncer_queue.pipeline.deadletter import may_have_been_charged
 from bouncer_queue.storage.records import ApiToken, BatchRecord, DeadLetter, RequestRecord
 from bouncer_queue.tracking import RequestStatus
 
@@ -124,6 +125,8 @@ class DeadLetterOut(BaseModel):
     request_id: str | None
     created_at: datetime
     replayed_at: datetime | None
+    #: Its create call got no usable answer: Bouncer may hold and bill the batch; replay needs `force`.
+    may_have_been_charged: bool = False
 
 
 class ReplayOut(BaseModel):
@@ -207,6 +210,7 @@ def to_dead_letter(letter: DeadLetter) -> DeadLetterOut:
         request_id=letter.request_id,
         created_at=letter.created_at,
         replayed_at=letter.replayed_at,
+        may_have_been_charged=may_have_been_charged(letter),
     )
 
 

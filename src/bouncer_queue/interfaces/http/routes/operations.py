@@ -67,13 +67,16 @@ async def dead_letters(
 
 
 @router.post("/dead-letters/{letter_id}/replay")
-async def replay(letter_id: int, manager: ManagerDep, _: AdminToken) -> ReplayOut:
-    """Enqueue the dead letter's job again; 404 when there is no such dead letter."""
+async def replay(letter_id: int, manager: ManagerDep, _: AdminToken, force: bool = False) -> ReplayOut:
+    """Enqueue the dead letter's job again; 404 when there is no such dead letter, 409 for one that may have
+    been charged (check the Bouncer account, then replay with `force=true`)."""
     if await manager.get_dead_letter(letter_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter {letter_id}")
-    return ReplayOut(id=letter_id, replayed=await manager.replay_dead_letter(letter_id))
+    return ReplayOut(id=letter_id, replayed=await manager.replay_dead_letter(letter_id, force=force))
 
 
 @router.post("/dead-letters/replay-all")
-async def replay_all(manager: ManagerDep, _: AdminToken) -> OperationOut:
-    return OperationOut(queue="dead-letter", action="replayed", count=await manager.replay_all_dead_letters())
+async def replay_all(manager: ManagerDep, _: AdminToken, force: bool = False) -> OperationOut:
+    """Replay every dead letter; those that may have been charged only with `force=true`."""
+    count = await manager.replay_all_dead_letters(force=force)
+    return OperationOut(queue="dead-letter", action="replayed", count=count)

@@ -1,6 +1,6 @@
 """Add Bouncer_Api_Tokens (hashed HTTP API tokens) and Bouncer_Webhook_Deliveries (the webhook delivery log).
 
-Revision ID: 0004
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-30
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision = "0004"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None

@@ -1,10 +1,11 @@
-"""Health evaluation: turns a snapshot of the system into a status and a list of alerts. No I/O.
+"""Health rules: turn a snapshot of the system into a status and a list of alerts. No I/O.
 
 A collector elsewhere (the health-check job, `status` command, `/api/health`) gathers a `HealthSnapshot` from
 Redis, the database, the Bouncer client and the queues; `evaluate` applies the seed's rules:
 
 - Redis or the database down, or Bouncer refusing the API key (the auth gate is closed): **unhealthy** (no job
   can run or be recorded, or none can be sent until someone rotates the key).
+- Work waiting on the pipeline queues and no workers process alive (no heartbeat): **unhealthy** (nothing moves).
 - Bouncer unreachable, credits exhausted, or any alert: **degraded** (jobs wait, nothing is lost).
 - Alerts fire strictly above their threshold: backlog > 1000, failed jobs > 50, rate-limit utilization > 90 %,
   process memory over the limit, Redis memory over 90 % of its maxmemory.
@@ -41,6 +42,8 @@ class HealthSnapshot:
     credits_exhausted: bool = False
     #: Why Bouncer refused the API key (401/403), while the auth gate is closed; None when it is not.
     api_key_refused: str | None = None
+    #: Credits held for requests not yet submitted and spent, in all and per active request (credits/).
+    credits: Mapping[str, Any] = field(default_factory=dict)
     #: Share of each shared Bouncer budget in use, 0-1, by budget name.
     rate_limit_utilization: Mapping[str, float] = field(default_factory=dict)
     process_rss_mb: float | None = None
@@ -50,10 +53,21 @@ class HealthSnapshot:
     uptime_seconds: float = 0.0
     batches_in_flight: int = 0
     max_batches: int = 0
-    #: Waiting plus delayed jobs over all queues.
+    #: Waiting, paused and delayed jobs over the work queues.
     backlog: int = 0
     failed_jobs: int = 0
     oldest_waiting_age_seconds: float | None = None
+    #: Live workers processes (unexpired heartbeats); None: not counted.
+    workers_alive: int | None = None
+    #: The live workers processes: host, pid, queues, version, started_at, last_beat.
+    workers: tuple[Mapping[str, Any], ...] = ()
+    #: Jobs waiting (not held by a pause), delayed or active on the pipeline queues (cleanup-tasks' own
+    #: schedules are not work).
+    pipeline_jobs: int = 0
+    #: Where credits_left comes from: "live" (asked Bouncer now) or "recorded" (the last scheduled check).
+    credits_source: str | None = None
+    #: When the recorded credits figure was taken (ISO 8601); None for a live one.
+    credits_recorded_at: str | None = None
     #: Why a check failed, by component ("redis", "database", "bouncer"); already free of secrets.
     errors: Mapping[str, str] = field(default_factory=dict)
 
@@ -109,6 +123,7 @@ class HealthReport:
         snapshot = asdict(self.snapshot)
         snapshot["rate_limit_utilization"] = dict(self.snapshot.rate_limit_utilization)
         snapshot["errors"] = dict(self.snapshot.errors)
+        snapshot["workers"] = [dict(w) for w in self.snapshot.workers]
         return {
             "status": self.status,
             "problems": list(self.problems),
@@ -134,6 +149,8 @@ def _fatal_problems(s: HealthSnapshot) -> list[str]:
         found.append(_problem("database", "the database is unreachable", s.errors))
     if s.api_key_refused is not None:
         found.append(f"Bouncer refused the API key ({s.api_key_refused}); submissions wait for a new key")
+    if s.workers_alive == 0 and s.pipeline_jobs > 0:
+        found.append(f"no workers process is alive while {s.pipeline_jobs} jobs wait; start `bouncer-queue workers`")
     return found
 
 
@@ -153,7 +170,7 @@ def _problem(component: str, text: str, errors: Mapping[str, str]) -> str:
 
 def _alerts(s: HealthSnapshot, t: Thresholds) -> list[Alert]:
     candidates = [
-        _over("backlog", s.backlog, t.backlog, "queue backlog (waiting + delayed jobs)"),
+        _over("backlog", s.backlog, t.backlog, "queue backlog (waiting, paused and delayed jobs)"),
         _over("failed_jobs", s.failed_jobs, t.failed_jobs, "failed jobs"),
         _over("memory", s.process_rss_mb, t.memory_mb, "process memory (MiB)"),
         _redis_memory(s, t),

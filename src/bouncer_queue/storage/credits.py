@@ -1,0 +1,199 @@
+"""Credits in the ledger: which stored rows are billable, what is held in reserve, and what was spent.
+
+`settle_billable` runs inside the ingest transaction (ingest.py), after every row is stored: it answers from
+earlier requests' results what the cache may answer (set-based, one INSERT ... SELECT and one UPDATE, whatever the
+list's size), recounts the batches (a batch left empty is deleted), records the request's billable count, and
+asks the request's CreditCheck under the reservation lock, so that two requests stored at once cannot both count
+on one balance. `CreditQueries` reads the credits held and spent, per request and in all.
+
+Reserved credits are the billable addresses of batches not yet at Bouncer (pending, or failed and due for a
+retry); spent ones are those of batches Bouncer has, at what it charged once it says (`credits_used`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, case, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bouncer_queue.domain import BatchState, EmailState, RequestState
+from bouncer_queue.errors import CreditsRefused
+from bouncer_queue.storage.records import RequestInfo
+from bouncer_queue.storage.tables import BatchModel, QueueModel, RequestModel, ResultModel, utcnow
+from bouncer_queue.storage.transactions import Queries, translated
+
+#: Any bigint names the reservation lock (pg_advisory_xact_lock); distinct from the claim lock's key.
+RESERVE_LOCK_KEY = 0x6372656469747321
+CACHE_SOURCE = "cache"
+_HELD_STATES = (BatchState.PENDING.value, BatchState.FAILED.value)
+_AT_BOUNCER = tuple(
+    s.value for s in (BatchState.QUEUED, BatchState.PROCESSING, BatchState.COMPLETED, BatchState.DOWNLOADED)
+)
+_CACHE_COPIED = (
+    "email",
+    "status",
+    "reason",
+    "score",
+    "domain",
+    "accept_all",
+    "disposable",
+    "free",
+    "role",
+    "disabled",
+    "full_mailbox",
+    "provider",
+    "toxic",
+    "toxicity",
+    "raw",
+    "verified_at",
+)
+
+
+@dataclass(frozen=True)
+class RequestCredits:
+    """One request's credits: what it costs in all, what is held for its unsent batches, what was spent."""
+
+    request_id: str
+    billable: int
+    reserved: int
+    spent: int
+
+
+class CreditQueries(Queries):
+    """Credits held in reserve and spent, per active request."""
+
+    @translated("read credits")
+    async def request_credits(self, request_ids: list[str] | None = None) -> list[RequestCredits]:
+        """Per request (the active ones unless `request_ids` is given), oldest first."""
+        where = (
+            RequestModel.request_id.in_(request_ids)
+            if request_ids is not None
+            else RequestModel.status == RequestState.ACTIVE.value
+        )
+        query = (
+            select(RequestModel.request_id, RequestModel.billable, *_held_and_spent())
+            .outerjoin(BatchModel, BatchModel.request_id == RequestModel.request_id)
+            .where(where)
+            .group_by(RequestModel.request_id, RequestModel.billable, RequestModel.created_at)
+            .order_by(RequestModel.created_at, RequestModel.request_id)
+        )
+        async with self._db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [RequestCredits(r.request_id, int(r.billable), int(r.reserved or 0), int(r.spent or 0)) for r in rows]
+
+    @translated("look up cached results")
+    async def any_cached(self, since: datetime) -> bool:
+        """Whether any answer since `since` exists (a list checked against an empty cache asks nothing more)."""
+        async with self._db.read() as conn:
+            return await conn.scalar(select(ResultModel.id).where(_reusable(since)).limit(1)) is not None
+
+    @translated("look up cached results")
+    async def cached_keys(self, keys: Sequence[str], since: datetime) -> set[str]:
+        """Which of `keys` (lower-cased addresses) have an answer the cache may reuse."""
+        query = select(ResultModel.email).distinct().where(_reusable(since), ResultModel.email.in_(list(keys)))
+        async with self._db.read() as conn:
+            return set((await conn.scalars(query)).all())
+
+
+def _held_and_spent() -> tuple[Any, Any]:
+    held = func.sum(case((BatchModel.status.in_(_HELD_STATES), BatchModel.billable), else_=0))
+    charged = func.coalesce(BatchModel.credits_used, BatchModel.billable)
+    spent = func.sum(case((BatchModel.status.in_(_AT_BOUNCER), charged), else_=0))
+    return held.label("reserved"), spent.label("spent")
+
+
+async def spent_and_reserved(conn: AsyncConnection, request_id: str) -> tuple[int, int]:
+    """The request's credits spent so far and still to spend."""
+    query = select(*_held_and_spent()).where(BatchModel.request_id == request_id)
+    row = (await conn.execute(query)).one()
+    return int(row.spent or 0), int(row.reserved or 0)
+
+
+async def settle_billable(conn: AsyncConnection, request: RequestInfo, batch_ids: list[int]) -> list[int]:
+    """After ingest stored the rows: cache answers, recount, record and check the billable count; the batch ids
+    that remain. Raises CreditsRefused (rolling the request back) when its CreditCheck refuses."""
+    request_id = request.request_id
+    if request.cache_since is not None and batch_ids and await answer_from_cache(conn, request_id, request.cache_since):
+        batch_ids = await recount_batches(conn, request_id)
+    billable = await _billable(conn, request_id)
+    await conn.execute(update(RequestModel).where(RequestModel.request_id == request_id).values(billable=billable))
+    if request.credit_check is not None:
+        reserved = await reserved_by_others(conn, request_id, request.credit_check.checked_at)
+        refusal = request.credit_check.refusal(billable, reserved)
+        if refusal is not None:
+            raise CreditsRefused(refusal)
+    return batch_ids
+
+
+async def answer_from_cache(conn: AsyncConnection, request_id: str, since: datetime) -> int:
+    """Copy the newest answer (since `since`, from another request) of each of the request's unsent addresses,
+    as source `cache` with its first `verified_at`, and take those rows out of their batches; how many rows."""
+    keys = select(func.lower(QueueModel.email)).where(
+        QueueModel.request_id == request_id, QueueModel.status == EmailState.BATCHED.value
+    )
+    newest = (
+        select(func.max(ResultModel.id))
+        .where(ResultModel.email.in_(keys), ResultModel.request_id != request_id, _reusable(since))
+        .group_by(ResultModel.email)
+    )
+    copied = [getattr(ResultModel, column) for column in _CACHE_COPIED]
+    source = select(
+        literal(request_id, String).label("request_id"), *copied, literal(CACHE_SOURCE, String).label("source")
+    ).where(ResultModel.id.in_(newest))
+    columns = ["request_id", *_CACHE_COPIED, "source"]
+    if not (await conn.execute(insert(ResultModel).from_select(columns, source))).rowcount:
+        return 0
+    cached = select(ResultModel.email).where(ResultModel.request_id == request_id, ResultModel.source == CACHE_SOURCE)
+    answered = (
+        update(QueueModel)
+        .where(QueueModel.request_id == request_id, QueueModel.status == EmailState.BATCHED.value)
+        .where(func.lower(QueueModel.email).in_(cached))
+        .values(status=EmailState.COMPLETED.value, batch_id=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int((await conn.execute(answered)).rowcount or 0)
+
+
+def _reusable(since: datetime) -> Any:
+    # Every answer, `unknown` included: the user asked not to pay twice within the period; --no-cache asks again.
+    return ResultModel.verified_at >= since
+
+
+async def recount_batches(conn: AsyncConnection, request_id: str) -> list[int]:
+    """Set each batch's quantity (rows) and billable count (unique addresses) to what it now holds, delete the
+    batches left empty; the ids that remain, in order."""
+    query = (
+        select(QueueModel.batch_id, func.count(), func.count(func.distinct(func.lower(QueueModel.email))))
+        .where(QueueModel.request_id == request_id, QueueModel.batch_id.is_not(None))
+        .group_by(QueueModel.batch_id)
+    )
+    counts = {b: (int(rows), int(unique)) for b, rows, unique in (await conn.execute(query)).all()}
+    all_ids = select(BatchModel.id).where(BatchModel.request_id == request_id).order_by(BatchModel.id)
+    batch_ids = list((await conn.scalars(all_ids)).all())
+    empty = [b for b in batch_ids if b not in counts]
+    if empty:
+        await conn.execute(delete(BatchModel).where(BatchModel.id.in_(empty)))
+    for batch_id, (rows, unique) in counts.items():
+        await conn.execute(update(BatchModel).where(BatchModel.id == batch_id).values(quantity=rows, billable=unique))
+    return [b for b in batch_ids if b in counts]
+
+
+async def reserved_by_others(conn: AsyncConnection, request_id: str, checked_at: datetime) -> int:
+    """Credits other requests hold: their batches not yet at Bouncer, and those sent since `checked_at` (which the
+    balance read then did not yet show). Taken under the reservation lock, held until commit, so the next
+    request's check sees this one."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RESERVE_LOCK_KEY})
+    # SQLite: the ingest transaction already holds the single write lock (BEGIN IMMEDIATE).
+    held = or_(BatchModel.status.in_(_HELD_STATES), BatchModel.submitted_at >= checked_at)
+    query = select(func.coalesce(func.sum(BatchModel.billable), 0)).where(BatchModel.request_id != request_id, held)
+    return int(await conn.scalar(query) or 0)
+
+
+async def _billable(conn: AsyncConnection, request_id: str) -> int:
+    query = select(func.coalesce(func.sum(BatchModel.billable), 0)).where(BatchModel.request_id == request_id)
+    return int(await conn.scalar(query) or 0)
