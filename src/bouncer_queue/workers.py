@@ -121,7 +121,7 @@ async def run_workers(manager: QueueManager, stop: asyncio.Event, endpoints: Seq
     settings = manager.settings
     await reconcile(manager)
     if stop.is_set():
-        return  # stopped while starting (verify's list failed to read): build no worker, leave nothing to close
+        return  # stopped while starting (verify interrupted): build no worker, leave nothing to close
     pool = build_pool(manager)
     async with (
         LoopMonitor().running() as loop,

@@ -1,7 +1,7 @@
 """What the long-running commands do, apart from parsing: run workers, submit a list, wait, export, verify.
 
 `verify` is the main job in one command: it starts whatever is missing (the embedded Valkey and SQLite come
-from open_runtime; the simulator when no API key is set), runs the workers in this process, submits the list,
+from open_runtime; the simulator when no API key is set), submits the list, runs the workers in this process,
 shows progress, writes the results beside the input and prints a summary. Run again on the same content (and
 the same result-shaping options) with the same database, it resumes the request it made before instead of
 verifying, and paying for, the list twice; `--new` starts a fresh one. If Bouncer refuses the API key, it stops
@@ -265,9 +265,9 @@ class BackgroundWorkers:
 
 
 @asynccontextmanager
-async def running_workers(manager: QueueManager) -> AsyncIterator[BackgroundWorkers]:
-    """Workers in a background task of this process; stopped (gracefully) on exit."""
-    stop = asyncio.Event()
+async def running_workers(manager: QueueManager, stop: asyncio.Event | None = None) -> AsyncIterator[BackgroundWorkers]:
+    """Workers in a background task of this process until `stop` is set; stopped (gracefully) on exit."""
+    stop = stop or asyncio.Event()
     task = asyncio.create_task(run_workers(manager, stop), name="workers")
     try:
         yield BackgroundWorkers(stop, task)
@@ -413,9 +413,13 @@ async def verify_file(
     force = output.force
     # verify is the one-command job: it brings any database it is pointed at to the current schema itself.
     manager = QueueManager(settings, api_key=keys, auto_migrate=True)
-    async with manager, running_workers(manager) as workers:
-        with on_stop(workers.stop.set):
+    stop = asyncio.Event()
+    async with manager:
+        with on_stop(stop.set):
+            # The list first, then the workers: a list that fails to read (or a refused request) leaves no worker
+            # half started, and jobs enqueued meanwhile wait in Redis for the workers anyway.
             request_id, total, skipped, summary = await _resume_or_submit(manager, path, options, console)
-            await _until_done(manager, request_id, workers)
+            async with running_workers(manager, stop) as workers:
+                await _until_done(manager, request_id, workers)
         _, counts = await export_results(manager, request_id, out_path, fmt, None, force=force)
     return VerifyOutcome(request_id, total, skipped, out_path, counts, summary)
