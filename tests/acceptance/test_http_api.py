@@ -48,6 +48,7 @@ def test_openapi_document_and_docs_are_served_without_a_token(http: HttpStack) -
         ("POST", "/requests"),
         ("GET", "/requests/x"),
         ("GET", "/requests/x/results"),
+        ("DELETE", "/requests/x"),
         ("GET", "/queues"),
         ("POST", "/queues/email-verification/pause"),
         ("GET", "/dead-letters"),
@@ -72,6 +73,7 @@ def test_scopes_read_submit_admin_nest_and_a_missing_one_is_403(http: HttpStack)
         assert submitter.get("/queues").status_code == 200  # submit includes read
         assert submitter.post("/queues/email-verification/retry-failed").status_code == 403
         assert submitter.post("/dead-letters/1/replay").status_code == 403
+        assert reader.delete("/requests/x").status_code == 403  # cancelling needs `submit`
 
 
 def test_a_revoked_token_is_refused_at_once_and_never_appears_in_the_logs(http: HttpStack) -> None:
@@ -163,7 +165,7 @@ def test_requests_are_listed_newest_first_with_pagination_and_filters(http: Http
     with http.client("read") as api:
         first = api.get("/requests", params={"user_id": "pager", "limit": 2}).json()
         second = api.get("/requests", params={"user_id": "pager", "limit": 2, "offset": first["next_offset"]}).json()
-        finished = api.get("/requests", params={"status": "cancelled"}).json()
+        finished = api.get("/requests", params={"status": "cancelled", "user_id": "pager"}).json()
         wrong = api.get("/requests", params={"status": "nonsense"})
     assert [r["request_id"] for r in first["items"] + second["items"]] == ids[::-1]
     assert first["next_offset"] == 2 and second["next_offset"] is None
@@ -263,3 +265,36 @@ def test_health_and_its_recorded_history(http: HttpStack) -> None:
     assert body["status"] in ("healthy", "degraded", "unhealthy") and body["snapshot"]["database_ok"] is True
     assert body["snapshot"]["max_batches"] == 15
     assert history[0]["status"] in ("healthy", "degraded", "unhealthy") and "snapshot" in history[0]
+
+
+def test_a_cancelled_request_sends_nothing_and_a_repeat_or_an_unknown_id_is_answered(http: HttpStack) -> None:
+    def creations() -> int:
+        return int(httpx.get(f"{http.simulator.root_url}/__simulator/state", timeout=10).json()["batch_creations"])
+
+    def idle(api: httpx.Client) -> bool:
+        counts = next(q["counts"] for q in api.get("/queues").json() if q["name"] == "email-verification")
+        return counts["waiting"] + counts["active"] + counts["paused"] == 0
+
+    with http.client("admin") as admin:
+        # Held by the pause, the request's three create-batch jobs wait until it is cancelled.
+        assert admin.post("/queues/email-verification/pause").status_code == 200
+        try:
+            request_id = submit(http, make_emails(45, "cancelled"), user_id="canceller")["request_id"]
+            before = creations()
+            with http.client("submit") as api:
+                cancelled = api.delete(f"/requests/{request_id}")
+                again = api.delete(f"/requests/{request_id}")
+                unknown = api.delete("/requests/no-such-request")
+        finally:
+            assert admin.post("/queues/email-verification/resume").status_code == 200
+        eventually(lambda: idle(admin))  # the jobs ran, found the request cancelled, and sent nothing
+
+    assert cancelled.status_code == 200
+    assert cancelled.json() == {"request_id": request_id, "batches_cancelled": 3, "batches_finished": 0, "errors": []}
+    assert again.json() == {"request_id": request_id, "batches_cancelled": 0, "batches_finished": 0, "errors": []}
+    assert unknown.status_code == 404 and "no request" in unknown.json()["detail"]
+    assert creations() == before
+    detail = http.wait_done(request_id)
+    assert detail["status"] == "cancelled"
+    assert detail["progress"]["emails_by_state"] == {"cancelled": 45}
+    assert detail["progress"]["batches_by_state"] == {"cancelled": 3}

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from bouncer_queue.pipeline.cancel import CancelResult
 from bouncer_queue.pipeline.deadletter import may_have_been_charged
 from bouncer_queue.storage.records import ApiToken, BatchRecord, DeadLetter, RequestRecord
 from bouncer_queue.tracking import RequestStatus
@@ -134,6 +135,18 @@ class ReplayOut(BaseModel):
     replayed: bool
 
 
+class CancelOut(BaseModel):
+    """What cancelling a request did (QueueManager.cancel_request); repeating it does nothing more."""
+
+    request_id: str
+    #: Batches not yet at Bouncer: never sent now.
+    batches_cancelled: int
+    #: Batches at Bouncer, finished early: the addresses not yet verified are refunded.
+    batches_finished: int
+    #: Batches whose finish call failed, and why (they then complete as usual).
+    errors: list[str]
+
+
 class TokenOut(BaseModel):
     id: int
     name: str
@@ -222,4 +235,13 @@ def to_token(token: ApiToken) -> TokenOut:
         scopes=list(token.scopes),
         created_at=token.created_at,
         last_used_at=token.last_used_at,
+    )
+
+
+def to_cancel(outcome: CancelResult) -> CancelOut:
+    return CancelOut(
+        request_id=outcome.request_id,
+        batches_cancelled=outcome.batches_cancelled,
+        batches_finished=outcome.batches_finished,
+        errors=list(outcome.errors),
     )

@@ -1,6 +1,7 @@
-"""/api/v1/requests: hand in a list, list requests, follow one, download its results.
+"""/api/v1/requests: hand in a list, list requests, follow one, download its results, cancel it.
 
-Cancelling (DELETE) is not here yet: it belongs with QueueManager.cancel_request.
+Cancelling (DELETE, QueueManager.cancel_request) takes the `submit` scope: whoever may start requests may stop
+them; an admin token may too (scopes nest).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from bouncer_queue.interfaces.http.deps import ManagerDep, ReadToken, SubmitToke
 from bouncer_queue.interfaces.http.schemas import (
     AcceptedOut,
     BatchOut,
+    CancelOut,
     RequestDetailOut,
     RequestIn,
     RequestPageOut,
     to_batch,
+    to_cancel,
     to_detail,
     to_request,
 )
@@ -35,7 +38,7 @@ _UPLOAD_SCHEMA = {
     "type": "object",
     "required": ["file"],
     "properties": {
-        "file": {"type": "string", "format": "binary", "description": "CSV, TSV, TXT, JSON or NDJSON list"},
+        "file": {"type": "string", "format": "binary", "description": "CSV, TSV, TXT, JSON, NDJSON or XLSX list"},
         "user_id": {"type": "string"},
         "priority": {"type": "string", "enum": ["CRITICAL", "HIGH", "NORMAL", "LOW"]},
         "delay": {"type": "integer", "description": "milliseconds"},
@@ -123,6 +126,16 @@ async def get_request(request_id: str, manager: ManagerDep, _: ReadToken) -> Req
     if found is None:
         raise unknown(request_id)
     return to_detail(found)
+
+
+@router.delete("/{request_id}")
+async def cancel_request(request_id: str, manager: ManagerDep, _: SubmitToken) -> CancelOut:
+    """Cancel a request: batches not yet sent never are; batches at Bouncer are finished early, which refunds the
+    addresses not yet verified (their verified results are still stored). Repeating it is harmless."""
+    outcome = await manager.cancel_request(request_id)
+    if not outcome.found:
+        raise unknown(request_id)
+    return to_cancel(outcome)
 
 
 @router.get("/{request_id}/batches")
