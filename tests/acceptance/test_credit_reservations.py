@@ -120,7 +120,7 @@ async def test_a_request_over_the_balance_is_held_until_a_top_up_and_nothing_is_
         assert server.state.credits_of(API_KEY) == 0
         progress = [await manager.request_progress(r.request_id) for r in (first, second)]
         assert sorted((p.credits_spent, p.credits_to_spend) for p in progress) == [(10, 10), (20, 0)]
-        health = (await manager.get_health_status()).to_dict()["snapshot"]["credits"]
+        health = (await manager.get_health_status(live=True)).to_dict()["snapshot"]["credits"]
         stats = (await _stats_json(manager))["credits"]
         for report in (health, stats):
             assert (report["reserved"], report["spent"]) == (10, 30)
@@ -136,7 +136,7 @@ async def test_a_request_over_the_balance_is_held_until_a_top_up_and_nothing_is_
                 f"{server.root_url}/__simulator/credits", json={"api_key": API_KEY, "credits": 100}
             )
         topped.raise_for_status()
-        await manager.get_health_status()  # what the scheduled health check does: the gate reopens
+        await manager.get_health_status(live=True)  # what the scheduled health check does: the gate reopens
         await wait_until_done(manager, first.request_id)
         await wait_until_done(manager, second.request_id)
 
