@@ -292,3 +292,4 @@ def test_without_a_stream_the_logs_follow_stderr_even_after_a_stand_in_is_closed
     log.info("after the capture")
 
     assert "after the capture" in later.getvalue()
+    assert "Logging error" not in later.getvalue()
