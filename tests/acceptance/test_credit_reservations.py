@@ -120,7 +120,6 @@ async def test_a_request_over_the_balance_is_held_until_a_top_up_and_nothing_is_
         assert server.state.credits_of(API_KEY) == 0
         progress = [await manager.request_progress(r.request_id) for r in (first, second)]
         assert sorted((p.credits_spent, p.credits_to_spend) for p in progress) == [(10, 10), (20, 0)]
-        # live: Bouncer's balance now (without it, health shows what the last scheduled check recorded)
         health = (await manager.get_health_status(live=True)).to_dict()["snapshot"]["credits"]
         stats = (await _stats_json(manager))["credits"]
         for report in (health, stats):

@@ -60,7 +60,9 @@ def test_monitoring_reads_come_from_the_replica(system: OpsSystem, replicated: R
 
         replicated.replica_sql("select pg_wal_replay_pause()")
         try:
-            assert system.cli("submit", str(listed), "--request-id", "second").exit_code == 0  # written to the primary
+            assert (
+                system.cli("submit", str(listed), "--request-id", "second", "--no-cache").exit_code == 0
+            )  # to the primary
             eventually(lambda: json.loads(system.cli("stats", "--json").stdout)["batch-download"]["completed"] == 2)
             assert _exported(system, "second") == []  # the replica has not replayed it yet
         finally:

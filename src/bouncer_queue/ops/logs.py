@@ -13,6 +13,7 @@ import json as jsonlib
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -91,7 +92,21 @@ class JsonFormatter(logging.Formatter):
 
 
 class _OpsHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler this module installed, so configuring again replaces it instead of adding another."""
+    """Marks the handler this module installed, so configuring again replaces it instead of adding another.
+
+    Without a stream of its own it writes to whatever `sys.stderr` is at the time of each record, not the one of
+    the moment it was made: a caller that swaps stderr for a while (a test runner capturing output, typer's
+    CliRunner) and closes its stand-in afterwards must not leave the logs writing to a closed file.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._follows_stderr = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follows_stderr:
+            self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure_logging(

@@ -11,7 +11,7 @@ import pytest
 from bouncer_queue.domain import BatchState, Priority
 from bouncer_queue.errors import CreditsRefused
 from bouncer_queue.storage.records import EmailRow, RequestInfo, ResultRow
-from bouncer_queue.storage.repository import Repository
+from bouncer_queue.storage.repository import ClaimResult, Repository
 
 LONG = "l" * 300 + "@example.com"
 EARLIER = RequestInfo(request_id="earlier", user_id="u", priority=Priority.NORMAL)
@@ -111,7 +111,7 @@ async def test_a_refused_request_leaves_nothing_and_others_reservations_count(re
     credits = {c.request_id: (c.billable, c.reserved, c.spent) for c in await repo.request_credits()}
     assert credits == {"held": (3, 3, 0), "fits": (2, 2, 0)}
 
-    await repo.try_claim_submission(held, max_in_flight=5)  # a create's answer is recorded only once claimed
+    assert await repo.try_claim_submission(held, 15) == ClaimResult.CLAIMED
     await repo.record_batch_submitted(held, "bouncer-1", 3, 0, BatchState.QUEUED)
     credits = {c.request_id: (c.billable, c.reserved, c.spent) for c in await repo.request_credits()}
     assert credits == {"held": (3, 0, 3), "fits": (2, 2, 0)}

@@ -276,3 +276,20 @@ class TestLevelFromEnv:
         monkeypatch.setenv("DEBUG", "bull*")
 
         assert level_from_env("INFO") == "DEBUG"
+
+
+def test_without_a_stream_the_logs_follow_stderr_even_after_a_stand_in_is_closed(
+    log: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stand_in = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stand_in)
+    configure_logging("INFO", json=False)
+    log.info("while captured")
+    stand_in.close()  # as a CLI runner does with its capture once the command returns
+    later = io.StringIO()
+    monkeypatch.setattr("sys.stderr", later)
+
+    log.info("after the capture")
+
+    assert "after the capture" in later.getvalue()
+    assert "Logging error" not in later.getvalue()
