@@ -24,7 +24,10 @@ Stats = dict[str, dict[str, int | bool]]
 #: BullMQ's own job types, as bull-board and Node's getJobCounts name them.
 STATES = BULLMQ_TYPES
 
-workers_app = typer.Typer(help="Run the workers (no subcommand), or list the live ones.", rich_markup_mode=None)
+workers_app = typer.Typer(
+    help="Run the workers until SIGINT/SIGTERM (no subcommand; the options below apply), or list the live ones.",
+    rich_markup_mode=None,
+)
 dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: jobs given up on.", rich_markup_mode=None)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema migrations.", rich_markup_mode=None)
 
