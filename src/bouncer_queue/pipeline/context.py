@@ -58,8 +58,8 @@ class Policy:
     poll_interval_ms: int = 15_000
     max_batch_retries: int = 3
     #: How long a create-batch job waits before looking again for a free batch slot. A completing batch wakes
-    #: the next waiting job at once (poll promotes it), so this long timer is only the fallback; keeping it
-    #: long stops waiting jobs from spending the email-verification queue's 10-per-minute limiter.
+    #: the next parked job at once (queueing/waiters.py), so this long timer is only the fallback; keeping it
+    #: long stops parked jobs from waking only to find the slots still full.
     slot_wait_ms: int = 300_000
     #: How long a create-batch job waits while credits are exhausted before looking again.
     credits_wait_ms: int = 60_000

@@ -1,8 +1,8 @@
 """Stage 2, submit: the create-batch job sends one pending batch to Bouncer.
 
 Order of checks, cheapest and least wasteful first: the batch's state in the ledger, the credits gate, a free
-batch slot (MAX_CONCURRENT_BATCHES), the addresses, a shared rate-limit token, then the atomic slot claim and
-the paid call.
+batch slot (MAX_CONCURRENT_BATCHES), a shared rate-limit token, the addresses, then the atomic slot claim and
+the paid call. A job that finds the slots full parks until a completing batch wakes it (queueing/waiters.py).
 
 Never paying twice: the batch is marked `submitting` before the call. If the call fails in a way that proves
 Bouncer never saw it (connection refused, the request not completely written, an error status), the mark is
@@ -106,23 +106,31 @@ async def _take_turn(ctx: StageContext, batch: BatchRecord, secret: CallbackSecr
     """Defer unless credits, a batch slot and a rate-limit token are all there; then claim the slot."""
     if await ctx.credits_gate.is_closed():
         raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted")
+    # Read before the slots are counted, so that a slot freed after the count wakes this job (queueing/waiters.py).
+    ticket = await ctx.enqueuer.slot_wakeups(jobs.EMAIL_VERIFICATION)
     if await ctx.repo.in_flight_count() >= ctx.policy.max_in_flight:
-        raise Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight")
-    emails = await ctx.repo.batch_emails(batch.id)
-    # The token is taken as late as possible: Bouncer counts a request when it arrives, so a token taken
-    # before reading 10,000 addresses could leave our window while the request still counts in Bouncer's.
+        raise _wait_for_slot(ctx, ticket)
+    # The token is taken as late as possible, but before the addresses are read: Bouncer counts a request when
+    # it arrives, so the call must follow the token closely (reading the addresses takes milliseconds, nothing
+    # next to a window), and a deferral for want of a token must not have read 10,000 addresses for nothing.
     decision = await ctx.limiter.acquire(["batch", "create"], "batch_create")
     if not decision.allowed:
         raise Defer(decision.wait_ms, "rate limit")
+    emails = await ctx.repo.batch_emails(batch.id)
     # The claim comes last so that `submitting` means "the call is about to start or under way": nothing that
     # can fail without reaching Bouncer sits between it and the call.
     digest = secret.digest if secret is not None else None
     claim = await ctx.repo.try_claim_submission(batch.id, ctx.policy.max_in_flight, digest)
     if claim == ClaimResult.FULL:
-        raise Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight")
+        raise _wait_for_slot(ctx, ticket)
     if claim == ClaimResult.NOT_PENDING:
         raise Defer(0, "batch changed state; looking again")
     return emails
+
+
+def _wait_for_slot(ctx: StageContext, ticket: int) -> Defer:
+    # Woken by the next batch that frees a slot; the delay is only the fallback timer.
+    return Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight", slot_ticket=ticket)
 
 
 async def _submit(
