@@ -1,7 +1,7 @@
 """Stage 3, poll: the check-batch-status job asks Bouncer how a batch is doing.
 
-It never sleeps inside the job: while the batch runs, the job defers itself by the poll interval (no attempt
-spent, the worker slot is free meanwhile). Completed: record it, free the slot
+It never sleeps inside the job: while the batch runs, the job defers itself until the batch is likely done
+(pipeline/pacing.py; no attempt spent, the worker slot is free meanwhile). Completed: record it, free the slot
 (waking the next create-batch job parked for one) and enqueue the download. A status Bouncer does not
 document, or a batch Bouncer no longer knows, is a failed batch (its slot freed too): retry-failed-batch decides
 whether to submit it again.
@@ -13,11 +13,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from bouncer_queue.bouncer import BatchNotFound, RateLimited
+from bouncer_queue.bouncer import BatchInfo, BatchNotFound, RateLimited
 from bouncer_queue.domain import BatchState
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import Defer
+from bouncer_queue.pipeline.pacing import Progress, next_poll_ms
 from bouncer_queue.pipeline.submit import event, load_batch
 from bouncer_queue.storage.records import BatchRecord
 
@@ -58,8 +59,24 @@ async def check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None
     if status in _RUNNING or status in _RUNNING_UNDOCUMENTED:
         running = _RUNNING.get(status, BatchState.QUEUED if batch.status == BatchState.SUBMITTING else batch.status)
         await ctx.repo.record_batch_progress(batch.id, running, info.processed)
-        raise Defer(ctx.policy.poll_interval_ms, f"batch {status}")
+        raise Defer(_next_poll_ms(ctx, batch, info), f"batch {status}")
     await _failed(ctx, batch, f"Bouncer status {status!r}")
+
+
+def _next_poll_ms(ctx: StageContext, batch: BatchRecord, info: BatchInfo) -> int:
+    """When the batch is likely done (pipeline/pacing.py); the last poll's progress is the batch's record."""
+    previous = None
+    if batch.processed > 0 and batch.updated_at is not None:
+        previous = Progress(batch.processed, batch.updated_at.timestamp())
+    return next_poll_ms(
+        info.quantity or batch.quantity,
+        Progress(info.processed or 0, ctx.clock()),
+        previous=previous,
+        started=info.started,
+        submitted=batch.submitted_at,
+        floor_ms=ctx.policy.poll_min_ms,
+        ceiling_ms=ctx.policy.poll_interval_ms,
+    )
 
 
 async def _slot_freed(ctx: StageContext) -> None:

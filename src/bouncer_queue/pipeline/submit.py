@@ -201,5 +201,5 @@ async def _record(ctx: StageContext, batch: BatchRecord, info: BatchInfo, sent: 
         extra=event("batch_submitted", batch, bouncer_batch_id=info.batch_id, quantity=sent),
     )
     await ctx.enqueuer.enqueue(
-        jobs.check_status(batch.id, batch.request_id, batch.priority, ctx.policy.poll_interval_ms, batch.retries)
+        jobs.check_status(batch.id, batch.request_id, batch.priority, ctx.policy.poll_min_ms, batch.retries)
     )
