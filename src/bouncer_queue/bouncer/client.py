@@ -23,11 +23,11 @@ from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import SecretStr, TypeAdapter, ValidationError
+from pydantic import SecretStr, ValidationError
 
 from bouncer_queue.bouncer.errors import AuthError, BouncerUnavailable, from_response
-from bouncer_queue.bouncer.schemas import BatchInfo, VerificationResult
-from bouncer_queue.storage.records import BatchEmail
+from bouncer_queue.bouncer.schemas import BatchInfo, VerificationResult, result_rows
+from bouncer_queue.storage.records import BatchEmail, ResultRow
 
 ApiKeyProvider = Callable[[], SecretStr | None]
 ResponseHook = Callable[[str, int], None]
@@ -36,7 +36,6 @@ ResponseHook = Callable[[str, int], None]
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Extra read time on top of a real-time verify's own `timeout`, so Bouncer answers before we give up.
 _VERIFY_GRACE_SECONDS = 5.0
-_RESULTS = TypeAdapter(list[VerificationResult])
 _T = TypeVar("_T")
 
 
@@ -102,11 +101,12 @@ class BouncerClient:
         response = await self._request("batch_status", "GET", _batch_path(batch_id), params=params)
         return _parse(response, BatchInfo.model_validate)
 
-    async def download(self, batch_id: str, *, filter: str = "all") -> list[VerificationResult]:
-        """The results of a completed batch, optionally only one status (`filter`)."""
+    async def download(self, batch_id: str, *, filter: str = "all") -> list[ResultRow]:
+        """The results of a completed batch, optionally only one status (`filter`): parsed once, flattened into
+        rows whose `raw` is the object Bouncer sent (schemas.result_rows)."""
         path = f"{_batch_path(batch_id)}/download"
         response = await self._request("batch_download", "GET", path, params={"download": filter})
-        return _parse(response, _RESULTS.validate_python)
+        return _parse(response, result_rows)
 
     async def download_csv(self, batch_id: str, *, filter: str = "all") -> str:
         """The results of a completed batch as Bouncer's CSV text."""

@@ -4,6 +4,10 @@ Every model keeps unknown fields (`extra="allow"`) and types enum-like values as
 status, reason or flag value from Bouncer never breaks parsing; the pipeline decides what an unknown value
 means. Tri-state flags are the strings "yes"/"no"/"unknown". `VerificationResult.raw` gives back the object
 as received, for storing Bouncer's whole answer.
+
+A batch download (up to 100,000 results) skips the models: `result_rows` flattens the parsed JSON array into
+ResultRows in one pass, each keeping the very object Bouncer sent as its `raw`, with the same strictness (a
+non-string where the wire has a string is refused).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from bouncer_queue.storage.records import ResultRow
 
 
 class _Wire(BaseModel):
@@ -85,3 +91,56 @@ class VerificationResult(_Wire):
     def raw(self) -> dict[str, Any]:
         """The object with Bouncer's field names, holding exactly the fields it sent (unknown ones too)."""
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def result_rows(body: Any) -> list[ResultRow]:
+    """A batch download's JSON array as ResultRows; ValueError when it is not an array of result objects."""
+    if not isinstance(body, list):
+        raise ValueError("a download is a JSON array")
+    return [_result_row(obj) for obj in body]
+
+
+def _result_row(obj: Any) -> ResultRow:
+    if not isinstance(obj, dict) or not isinstance(obj.get("email"), str) or not isinstance(obj.get("status"), str):
+        raise ValueError("every result needs a string email and status")
+    domain, account = _part(obj, "domain"), _part(obj, "account")
+    provider = obj.get("provider")
+    return ResultRow(
+        email=obj["email"],
+        status=obj["status"],
+        reason=_text(obj.get("reason")),
+        score=_int(obj.get("score")),
+        domain=_text(domain.get("name")),
+        accept_all=_text(domain.get("acceptAll")),
+        disposable=_text(domain.get("disposable")),
+        free=_text(domain.get("free")),
+        role=_text(account.get("role")),
+        disabled=_text(account.get("disabled")),
+        full_mailbox=_text(account.get("fullMailbox")),
+        # Top level in the docs, under `dns` in some examples.
+        provider=_text(provider if provider is not None else _part(obj, "dns").get("provider")),
+        toxic=_text(obj.get("toxic")),
+        toxicity=_int(obj.get("toxicity")),
+        raw=obj,
+    )
+
+
+def _part(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    part = obj.get(name)
+    if part is None:
+        return {}
+    if not isinstance(part, dict):
+        raise ValueError(f"`{name}` of a result is not an object")
+    return part
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ValueError("a text field of a result is not a string")
+
+
+def _int(value: Any) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError("a number field of a result is not an integer")
