@@ -106,7 +106,7 @@ class BouncerClient:
         rows whose `raw` is the object Bouncer sent (schemas.result_rows)."""
         path = f"{_batch_path(batch_id)}/download"
         response = await self._request("batch_download", "GET", path, params={"download": filter})
-        return _parse(response, result_rows)
+        return _parse(response, result_rows, decode=_text)
 
     async def download_csv(self, batch_id: str, *, filter: str = "all") -> str:
         """The results of a completed batch as Bouncer's CSV text."""
@@ -231,10 +231,14 @@ def _credits_of(body: Any) -> int:
     return int(value)
 
 
-def _parse(response: httpx.Response, build: Callable[[Any], _T]) -> _T:
+def _text(content: bytes) -> str:
+    return content.decode("utf-8")
+
+
+def _parse(response: httpx.Response, build: Callable[[Any], _T], decode: Callable[[bytes], Any] = json.loads) -> _T:
     """Decode a success body; a broken one means Bouncer acted but its answer is lost (request_sent=True)."""
     try:
-        return build(json.loads(response.content))
+        return build(decode(response.content))
     except (ValueError, KeyError, ValidationError) as exc:
         raise BouncerUnavailable(
             f"Bouncer sent an unreadable answer (HTTP {response.status_code}): {type(exc).__name__}",

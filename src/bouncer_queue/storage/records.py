@@ -126,7 +126,8 @@ class BatchEmail:
 
 @dataclass(frozen=True)
 class ResultRow:
-    """One verification result to store; `raw` is Bouncer's whole result object."""
+    """One verification result to store; `raw` is Bouncer's whole result object, `raw_json` its JSON text when it
+    came as text (stored as is instead of encoding `raw` again)."""
 
     email: str
     status: str
@@ -143,6 +144,7 @@ class ResultRow:
     toxic: str | None = None
     toxicity: int | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    raw_json: str | None = None
 
 
 @dataclass(frozen=True)

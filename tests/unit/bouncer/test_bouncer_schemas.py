@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bouncer_queue.bouncer import BatchInfo, VerificationResult
@@ -59,18 +61,33 @@ DOWNLOADED = {
 
 
 def test_a_download_is_flattened_in_one_pass_keeping_the_object_bouncer_sent() -> None:
-    [row] = result_rows([DOWNLOADED])
-    assert row.raw is DOWNLOADED
+    text = json.dumps([DOWNLOADED], indent=1)
+    [row] = result_rows(text)
+    assert row.raw == DOWNLOADED and row.raw_json is not None and json.loads(row.raw_json) == DOWNLOADED
+    assert row.raw_json in text  # the text as sent, not encoded again
     assert (row.email, row.status, row.reason, row.score) == ("a@example.org", "greylisted", "brand_new", 62)
     assert (row.domain, row.accept_all, row.full_mailbox, row.provider) == ("example.org", "maybe", "no", "google.com")
-    assert result_rows([]) == []
+    assert result_rows(" [ ] ") == []
+    assert [r.email for r in result_rows('[{"email":"a@x","status":"ok"} , {"email":"b@x","status":"ok"}]')] == [
+        "a@x",
+        "b@x",
+    ]
 
 
 @pytest.mark.parametrize(
     "body",
     [{"email": "a@x"}, [{"email": 7, "status": "ok"}], [{"email": "a@x", "status": "ok", "score": "high"}],
-     [{"email": "a@x", "status": "ok", "domain": "x.org"}], [{"email": "a@x", "status": "ok", "reason": 3}]],
+     [{"email": "a@x", "status": "ok", "domain": "x.org"}], [{"email": "a@x", "status": "ok", "reason": 3}],
+     [{"email": "a@x", "status": "ok", "toxicity": True}]],
 )  # fmt: skip
 def test_a_download_that_breaks_the_wire_types_is_refused(body: object) -> None:
     with pytest.raises(ValueError):
-        result_rows(body)
+        result_rows(json.dumps(body))
+
+
+@pytest.mark.parametrize(
+    "text", ["", "[", '[{"email":"a@x","status":"ok"}', '[{"email":"a@x","status":"ok"}] x', "[,]"]
+)
+def test_a_download_that_is_not_one_json_array_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        result_rows(text)
