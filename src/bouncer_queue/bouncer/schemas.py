@@ -134,41 +134,35 @@ def _skip(text: str, pos: int) -> int:
     return blank.end() if blank else pos
 
 
+_EMPTY: dict[str, Any] = {}
+_TEXT = frozenset((str, type(None)))
+_NUMBER = frozenset((int, type(None)))
+
+
 def _result_row(obj: Any, raw_json: str) -> ResultRow:
-    if type(obj) is not dict or type(obj.get("email")) is not str or type(obj.get("status")) is not str:
-        raise ValueError("every result needs a string email and status")
-    domain, account = _part(obj, "domain"), _part(obj, "account")
-    provider = obj.get("provider")
+    """Flatten one result object (its text kept beside it); every type is checked, in a few C-level steps."""
+    if type(obj) is not dict:
+        raise ValueError("a result is not a JSON object")
+    get = obj.get
+    domain, account = get("domain") or _EMPTY, get("account") or _EMPTY
+    provider = get("provider")
     if provider is None:  # top level in the docs, under `dns` in some examples
-        provider = _part(obj, "dns").get("provider")
+        dns = get("dns") or _EMPTY
+        if type(dns) is not dict:
+            raise ValueError("`dns` of a result is not an object")
+        provider = dns.get("provider")
+    if type(domain) is not dict or type(account) is not dict:
+        raise ValueError("`domain` and `account` of a result must be objects")
+    email, status, score, toxicity = get("email"), get("status"), get("score"), get("toxicity")
     texts = (
-        obj.get("reason"),
-        domain.get("name"),
-        domain.get("acceptAll"),
-        domain.get("disposable"),
-        domain.get("free"),
-        account.get("role"),
-        account.get("disabled"),
-        account.get("fullMailbox"),
-        provider,
-        obj.get("toxic"),
-    )
-    numbers = (obj.get("score"), obj.get("toxicity"))
-    if any(v is not None and type(v) is not str for v in texts) or any(
-        v is not None and type(v) is not int for v in numbers
-    ):
-        raise ValueError("a field of a result has the wrong type")
-    reason, name, accept_all, disposable, free, role, disabled, full_mailbox, provider, toxic = texts
-    return ResultRow(
-        obj["email"], obj["status"], reason, numbers[0], name, accept_all, disposable, free, role, disabled,
-        full_mailbox, provider, toxic, numbers[1], obj, raw_json,
+        get("reason"), domain.get("name"), domain.get("acceptAll"), domain.get("disposable"), domain.get("free"),
+        account.get("role"), account.get("disabled"), account.get("fullMailbox"), provider, get("toxic"),
     )  # fmt: skip
-
-
-def _part(obj: dict[str, Any], name: str) -> dict[str, Any]:
-    part = obj.get(name)
-    if part is None:
-        return {}
-    if type(part) is not dict:
-        raise ValueError(f"`{name}` of a result is not an object")
-    return part
+    if (
+        type(email) is not str
+        or type(status) is not str
+        or not set(map(type, texts)) <= _TEXT
+        or not {type(score), type(toxicity)} <= _NUMBER
+    ):
+        raise ValueError("a field of a result is missing or has the wrong type")
+    return ResultRow(email, status, texts[0], score, *texts[1:], toxicity, obj, raw_json)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 from bouncer_queue.domain import BatchState, Priority, RequestState
 
@@ -124,10 +125,10 @@ class BatchEmail:
     name: str | None = None
 
 
-@dataclass(frozen=True)
-class ResultRow:
+class ResultRow(NamedTuple):
     """One verification result to store; `raw` is Bouncer's whole result object, `raw_json` its JSON text when it
-    came as text (stored as is instead of encoding `raw` again)."""
+    came as text (stored as is instead of encoding `raw` again). A NamedTuple rather than a frozen dataclass: a
+    download builds up to 100,000 of them, and a tuple is built several times faster."""
 
     email: str
     status: str
@@ -143,7 +144,7 @@ class ResultRow:
     provider: str | None = None
     toxic: str | None = None
     toxicity: int | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = MappingProxyType({})
     raw_json: str | None = None
 
 
