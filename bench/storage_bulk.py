@@ -207,7 +207,7 @@ def result_tuples(objs: list[dict[str, Any]], batch_id: int) -> list[tuple[Any, 
     """The rows our store writes, prebuilt from the parsed objects (untimed)."""
     now = utcnow()
     rows = result_rows(json.dumps(objs))
-    return [("req", r.email.lower(), batch_id, *fields(r), json.dumps(r.raw), now) for r in rows]
+    return [("req", r.email.lower(), batch_id, *fields(r), r.raw_json, now) for r in rows]
 
 
 async def raw_results(kind: str, server_url: str | None, body: str, count: int) -> Cost:

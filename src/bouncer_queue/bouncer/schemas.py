@@ -6,8 +6,9 @@ means. Tri-state flags are the strings "yes"/"no"/"unknown". `VerificationResult
 as received, for storing Bouncer's whole answer.
 
 A batch download (up to 100,000 results) skips the models: `result_rows` decodes the JSON array once, element by
-element, into ResultRows that keep the object as `raw` and its text as Bouncer sent it as `raw_json` (stored as
-is, never encoded again), with the same strictness (a non-string where the wire has a string is refused).
+element, into ResultRows that keep each result's text as Bouncer sent it as `raw_json` (stored as is, never
+encoded again; the decoded object is dropped once flattened), with the same strictness (a non-string where the
+wire has a string is refused).
 """
 
 from __future__ import annotations
@@ -165,4 +166,4 @@ def _result_row(obj: Any, raw_json: str) -> ResultRow:
         or not {type(score), type(toxicity)} <= _NUMBER
     ):
         raise ValueError("a field of a result is missing or has the wrong type")
-    return ResultRow(email, status, texts[0], score, *texts[1:], toxicity, obj, raw_json)
+    return ResultRow(email, status, texts[0], score, *texts[1:], toxicity, None, raw_json)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 from bouncer_queue.domain import BatchState, Priority, RequestState
@@ -126,9 +126,9 @@ class BatchEmail:
 
 
 class ResultRow(NamedTuple):
-    """One verification result to store; `raw` is Bouncer's whole result object, `raw_json` its JSON text when it
-    came as text (stored as is instead of encoding `raw` again). A NamedTuple rather than a frozen dataclass: a
-    download builds up to 100,000 of them, and a tuple is built several times faster."""
+    """One verification result to store: Bouncer's whole result object as `raw`, or as `raw_json`, its JSON text
+    as received (a download keeps only the text: stored as is, never encoded again, and up to 100,000 decoded
+    objects are not kept alive). A NamedTuple rather than a frozen dataclass: it is built several times faster."""
 
     email: str
     status: str
@@ -144,8 +144,14 @@ class ResultRow(NamedTuple):
     provider: str | None = None
     toxic: str | None = None
     toxicity: int | None = None
-    raw: Mapping[str, Any] = MappingProxyType({})
+    raw: Mapping[str, Any] | None = None
     raw_json: str | None = None
+
+    def raw_object(self) -> Mapping[str, Any]:
+        """Bouncer's whole result object, from `raw` or else decoded from `raw_json`."""
+        if self.raw is not None:
+            return self.raw
+        return json.loads(self.raw_json) if self.raw_json is not None else {}
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def _result_rows(request_id: str, batch_id: int, results: Sequence[ResultRow], n
             email,
             batch_id,
             *_result_fields(r),
-            r.raw_json if r.raw_json is not None else json.dumps(r.raw),
+            r.raw_json if r.raw_json is not None else json.dumps(r.raw or {}),
             now,
         )
     # One key order for every writer: two transactions upserting overlapping rows then cannot deadlock.
