@@ -99,7 +99,12 @@ class VerificationResult(_Wire):
 
 def result_rows(text: str) -> list[ResultRow]:
     """A batch download's body (a JSON array of result objects) as ResultRows; ValueError when it is not one."""
-    return [_result_row(obj, raw_json) for obj, raw_json in _array_elements(text)]
+    return list(iter_result_rows(text))
+
+
+def iter_result_rows(text: str) -> Iterator[ResultRow]:
+    """`result_rows` one row at a time, for a caller that interleaves other work with a long download."""
+    return (_result_row(obj, raw_json) for obj, raw_json in _array_elements(text))
 
 
 _DECODER = json.JSONDecoder()
