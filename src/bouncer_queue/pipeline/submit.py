@@ -2,7 +2,8 @@
 
 Order of checks, cheapest and least wasteful first: the batch's state in the ledger, the credits gate, a free
 batch slot (MAX_CONCURRENT_BATCHES), a shared rate-limit token, the addresses, then the atomic slot claim and
-the paid call. A job that finds the slots full parks until a completing batch wakes it (queueing/waiters.py).
+the paid call. A job that finds the slots full, or the credits out, parks until a completing batch or the
+credits' return wakes it (queueing/waiters.py).
 
 Never paying twice: the batch is marked `submitting` before the call. If the call fails in a way that proves
 Bouncer never saw it (connection refused, the request not completely written, an error status), the mark is
@@ -104,10 +105,11 @@ def _since_claim_ms(ctx: StageContext, batch: BatchRecord) -> int:
 
 async def _take_turn(ctx: StageContext, batch: BatchRecord, secret: CallbackSecret | None) -> list[BatchEmail]:
     """Defer unless credits, a batch slot and a rate-limit token are all there; then claim the slot."""
-    if await ctx.credits_gate.is_closed():
-        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted")
-    # Read before the slots are counted, so that a slot freed after the count wakes this job (queueing/waiters.py).
+    # Read before the gate and the slots are looked at, so that credits coming back or a slot freed after that
+    # look wake this job (queueing/waiters.py).
     ticket = await ctx.enqueuer.slot_wakeups(jobs.EMAIL_VERIFICATION)
+    if await ctx.credits_gate.is_closed():
+        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted", slot_ticket=ticket)
     if await ctx.repo.in_flight_count() >= ctx.policy.max_in_flight:
         raise _wait_for_slot(ctx, ticket)
     # The token is taken as late as possible, but before the addresses are read: Bouncer counts a request when
