@@ -116,15 +116,16 @@ def environment(args: argparse.Namespace, base_url: str, state_dir: Path, url: s
     return env
 
 
-async def wait_until_finished(url: str, emails: int) -> None:
-    """Until every address has its outcome; one engine, polled every 0.1 s."""
+async def wait_until_finished(url: str, emails: int) -> dict[str, int]:
+    """Until every address has its outcome (one engine, polled every 0.1 s); then the addresses by state."""
     engine = make_engine(url)
     query = text("SELECT count(*) FROM \"Bouncer_Queue\" WHERE status IN ('completed', 'failed', 'dead')")
     try:
         while True:
             async with engine.connect() as conn:
                 if int(await conn.scalar(query) or 0) >= emails:
-                    return
+                    states = await conn.execute(text('SELECT status, count(*) FROM "Bouncer_Queue" GROUP BY status'))
+                    return {str(state): int(n) for state, n in states}
             await asyncio.sleep(0.1)
     finally:
         await engine.dispose()
@@ -189,8 +190,11 @@ async def run_workers(args: argparse.Namespace, env: dict[str, str], url: str, c
     with workers(args.processes, env, csv_path.parent):
         started = time.perf_counter()
         subprocess.run([str(COMMAND), "submit", str(csv_path)], env=env, check=True, capture_output=True)
-        await wait_until_finished(url, args.emails)
-        return time.perf_counter() - started
+        states = await wait_until_finished(url, args.emails)
+        wall = time.perf_counter() - started
+        if states.get("completed", 0) != args.emails:
+            print(f"  not every address completed: {states}", flush=True)
+        return wall
 
 
 def run_verify(env: dict[str, str], csv_path: Path) -> tuple[float, float]:
