@@ -24,6 +24,8 @@ class Limiter(Protocol):
 
     async def acquire(self, budgets: Sequence[str], endpoint: str) -> Decision: ...
 
+    async def peek(self, budgets: Sequence[str]) -> Decision: ...
+
 
 class Gate(Protocol):
     """A shared switch that stops submissions: the credits gate (closed after a 402, until the health check

@@ -1,9 +1,9 @@
 """Stage 2, submit: the create-batch job sends one pending batch to Bouncer.
 
 Order of checks, cheapest and least wasteful first: the batch's state in the ledger, the credits gate, a free
-batch slot (MAX_CONCURRENT_BATCHES), a shared rate-limit token, the addresses, then the atomic slot claim and
-the paid call. A job that finds the slots full, or the credits out, parks until a completing batch or the
-credits' return wakes it (queueing/waiters.py).
+batch slot (MAX_CONCURRENT_BATCHES), a look at the shared rate limit, the addresses, the rate-limit token, then
+the atomic slot claim and the paid call. A job that finds the slots full, or the credits out, parks until a
+completing batch or the credits' return wakes it (queueing/waiters.py).
 
 Never paying twice: the batch is marked `submitting` before the call. If the call fails in a way that proves
 Bouncer never saw it (connection refused, the request not completely written, an error status), the mark is
@@ -112,13 +112,16 @@ async def _take_turn(ctx: StageContext, batch: BatchRecord, secret: CallbackSecr
         raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted", slot_ticket=ticket)
     if await ctx.repo.in_flight_count() >= ctx.policy.max_in_flight:
         raise _wait_for_slot(ctx, ticket)
-    # The token is taken as late as possible, but before the addresses are read: Bouncer counts a request when
-    # it arrives, so the call must follow the token closely (reading the addresses takes milliseconds, nothing
-    # next to a window), and a deferral for want of a token must not have read 10,000 addresses for nothing.
+    # Asked before the addresses are read, so that a deferral for want of a token reads nothing...
+    hint = await ctx.limiter.peek(["batch", "create"])
+    if not hint.allowed:
+        raise Defer(hint.wait_ms, "rate limit")
+    emails = await ctx.repo.batch_emails(batch.id)
+    # ...but the token itself is taken as late as possible: Bouncer counts a request when it arrives, so a token
+    # taken before reading 10,000 addresses could leave our window while the request still counts in Bouncer's.
     decision = await ctx.limiter.acquire(["batch", "create"], "batch_create")
     if not decision.allowed:
         raise Defer(decision.wait_ms, "rate limit")
-    emails = await ctx.repo.batch_emails(batch.id)
     # The claim comes last so that `submitting` means "the call is about to start or under way": nothing that
     # can fail without reaching Bouncer sits between it and the call.
     digest = secret.digest if secret is not None else None

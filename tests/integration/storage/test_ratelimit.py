@@ -142,6 +142,17 @@ async def test_a_refusal_writes_nothing_and_a_go_logs_endpoint_and_worker(engine
     assert await _log(engine) == [("batch", "download", T0, "host-1:42")]
 
 
+async def test_peek_tells_what_acquire_would_answer_and_takes_nothing(engine: AsyncEngine, clock: FakeClock):
+    limiter = RateLimiter(engine, {"batch": Budget(1, 60), "create": Budget(1, 30)}, clock=clock)
+
+    assert await limiter.peek(["batch", "create"]) == GO
+    assert await _log(engine) == []
+    assert await limiter.acquire(["batch"], "status") == GO
+    clock.advance(20)
+    assert await limiter.peek(["batch", "create"]) == Decision(allowed=False, wait_ms=40_000)
+    assert await limiter.usage() == {"batch": (1, 1), "create": (0, 1)}
+
+
 async def test_several_budgets_are_taken_all_or_nothing(engine: AsyncEngine, clock: FakeClock):
     limiter = RateLimiter(engine, {"batch": Budget(3, 60), "create": Budget(1, 30)}, clock=clock)
     assert await limiter.acquire(["batch", "create"], "create") == GO
