@@ -156,10 +156,12 @@ async def _submit(
         await ctx.repo.release_submission(batch.id, str(exc))
         raise Defer(ctx.policy.rate_limited_wait_ms, "Bouncer answered 429") from exc
     except InsufficientCredits as exc:
+        # Parked like the jobs the closed gate holds back, so the top-up wakes it (read before the gate closes).
+        ticket = await ctx.enqueuer.slot_wakeups(jobs.EMAIL_VERIFICATION)
         await ctx.repo.release_submission(batch.id, str(exc))
         await ctx.credits_gate.close(str(exc))
         log.warning("Bouncer credits ran out; submissions wait for a top-up", extra=event("credits_exhausted", batch))
-        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted") from exc
+        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted", slot_ticket=ticket) from exc
     except (AuthError, Forbidden) as exc:
         # Bouncer refused the key, not the batch: it goes back to pending, and the dispatcher closes the auth gate.
         await ctx.repo.release_submission(batch.id, str(exc))
