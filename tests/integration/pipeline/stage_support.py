@@ -24,6 +24,7 @@ class RecordingEnqueuer:
     def __init__(self) -> None:
         self.jobs: list[JobSpec] = []
         self.woken: list[str] = []
+        self.promoted: list[tuple[str, str | None, int | None]] = []
 
     async def enqueue(self, spec: JobSpec) -> str:
         self.jobs.append(spec)
