@@ -84,13 +84,14 @@ class Settings(BaseSettings):
     rate_limit_create_max: int = Field(default=60, ge=1)
     rate_limit_credits_max: int = Field(default=10, ge=1)
 
-    # Queues (seed, "Queue Types")
+    # Queues (seed, "Queue Types"). The shared limiter above is the one authority on call rates, so the per-queue
+    # bullmq limiters are off (0) by default; the seed's figures (10, 50, 20 per minute) can still be set.
     email_verification_concurrency: int = Field(default=5, ge=1)
-    email_verification_limit: int = Field(default=10, ge=0)
+    email_verification_limit: int = Field(default=0, ge=0)
     batch_status_concurrency: int = Field(default=10, ge=1)
-    batch_status_limit: int = Field(default=50, ge=0)
+    batch_status_limit: int = Field(default=0, ge=0)
     batch_download_concurrency: int = Field(default=3, ge=1)
-    batch_download_limit: int = Field(default=20, ge=0)
+    batch_download_limit: int = Field(default=0, ge=0)
     cleanup_concurrency: int = Field(default=1, ge=1)
     #: The queues a `workers` process serves, comma-separated; empty: all four (`workers --queues`).
     worker_queues: str = ""
@@ -105,7 +106,10 @@ class Settings(BaseSettings):
     max_batch_retries: int = Field(default=3, ge=0)
 
     # Scheduling
+    #: The longest wait between two status polls of a batch (the ceiling of the adaptive poll).
     poll_interval_seconds: float = Field(default=15.0, gt=0)
+    #: The shortest: the first poll after a create, and the floor when a batch is about to finish.
+    poll_min_interval_seconds: float = Field(default=2.0, gt=0)
     health_check_interval_seconds: float = Field(default=60.0, gt=0)
     #: How often a running workers process re-offers the ledger's unfinished work and the job schedulers to
     #: Redis, so a Redis that lost its data (a restart without persistence) heals without a restart of ours.

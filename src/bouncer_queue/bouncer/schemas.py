@@ -4,14 +4,24 @@ Every model keeps unknown fields (`extra="allow"`) and types enum-like values as
 status, reason or flag value from Bouncer never breaks parsing; the pipeline decides what an unknown value
 means. Tri-state flags are the strings "yes"/"no"/"unknown". `VerificationResult.raw` gives back the object
 as received, for storing Bouncer's whole answer.
+
+A batch download (up to 100,000 results) skips the models: `result_rows` decodes the JSON array once, element by
+element, into ResultRows that keep each result's text as Bouncer sent it as `raw_json` (stored as is, never
+encoded again; the decoded object is dropped once flattened), with the same strictness (a non-string where the
+wire has a string is refused).
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from bouncer_queue.storage.records import ResultRow
 
 
 class _Wire(BaseModel):
@@ -85,3 +95,80 @@ class VerificationResult(_Wire):
     def raw(self) -> dict[str, Any]:
         """The object with Bouncer's field names, holding exactly the fields it sent (unknown ones too)."""
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def result_rows(text: str) -> list[ResultRow]:
+    """A batch download's body (a JSON array of result objects) as ResultRows; ValueError when it is not one."""
+    return list(iter_result_rows(text))
+
+
+def iter_result_rows(text: str) -> Iterator[ResultRow]:
+    """`result_rows` one row at a time, for a caller that interleaves other work with a long download."""
+    return (_result_row(obj, raw_json) for obj, raw_json in _array_elements(text))
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _array_elements(text: str) -> Iterator[tuple[Any, str]]:
+    """Each element of a JSON array with its own text: decoded once by the C scanner, never encoded again."""
+    decode = _DECODER.raw_decode
+    pos = _skip(text, 0)
+    if text[pos : pos + 1] != "[":
+        raise ValueError("a download is a JSON array")
+    pos = _skip(text, pos + 1)
+    closing = text[pos : pos + 1] == "]"
+    if closing:
+        pos += 1
+    while not closing:
+        element, end = decode(text, pos)
+        yield element, text[pos:end]
+        pos = _skip(text, end)
+        separator = text[pos : pos + 1]
+        if separator not in (",", "]"):
+            raise ValueError("a download is a JSON array")
+        closing = separator == "]"
+        pos = _skip(text, pos + 1)
+    if text[pos:].strip():
+        raise ValueError("extra data after the JSON array")
+
+
+def _skip(text: str, pos: int) -> int:
+    """The position of the first non-blank character at or after `pos`."""
+    blank = _SPACE.match(text, pos)
+    return blank.end() if blank else pos
+
+
+_EMPTY: dict[str, Any] = {}
+_TEXT = frozenset((str, type(None)))
+_NUMBER = frozenset((int, type(None)))
+
+
+def _result_row(obj: Any, raw_json: str) -> ResultRow:
+    """Flatten one result object (its text kept beside it); every type is checked, in a few C-level steps."""
+    if type(obj) is not dict:
+        raise ValueError("a result is not a JSON object")
+    get = obj.get
+    domain, account = get("domain") or _EMPTY, get("account") or _EMPTY
+    provider = get("provider")
+    if provider is None:  # top level in the docs, under `dns` in some examples
+        dns = get("dns") or _EMPTY
+        if type(dns) is not dict:
+            raise ValueError("`dns` of a result is not an object")
+        provider = dns.get("provider")
+    if type(domain) is not dict or type(account) is not dict:
+        raise ValueError("`domain` and `account` of a result must be objects")
+    email, status, score, toxicity = get("email"), get("status"), get("score"), get("toxicity")
+    texts = (
+        get("reason"), domain.get("name"), domain.get("acceptAll"), domain.get("disposable"), domain.get("free"),
+        account.get("role"), account.get("disabled"), account.get("fullMailbox"), provider, get("toxic"),
+    )  # fmt: skip
+    if (
+        type(email) is not str
+        or type(status) is not str
+        or not set(map(type, texts)) <= _TEXT
+        or not {type(score), type(toxicity)} <= _NUMBER
+    ):
+        raise ValueError("a field of a result is missing or has the wrong type")
+    return ResultRow(email, status, texts[0], score, *texts[1:], toxicity, None, raw_json)

@@ -24,6 +24,8 @@ class Limiter(Protocol):
 
     async def acquire(self, budgets: Sequence[str], endpoint: str) -> Decision: ...
 
+    async def peek(self, budgets: Sequence[str]) -> Decision: ...
+
 
 class Gate(Protocol):
     """A shared switch that stops submissions: the credits gate (closed after a 402, until the health check
@@ -55,11 +57,14 @@ class Policy:
     """The numbers (and the callback URL) the stages obey, taken from Settings once."""
 
     max_in_flight: int = 15
+    #: The ceiling of the adaptive status poll (pipeline/poll.py).
     poll_interval_ms: int = 15_000
+    #: Its floor, and the first poll after a create.
+    poll_min_ms: int = 2_000
     max_batch_retries: int = 3
     #: How long a create-batch job waits before looking again for a free batch slot. A completing batch wakes
-    #: the next waiting job at once (poll promotes it), so this long timer is only the fallback; keeping it
-    #: long stops waiting jobs from spending the email-verification queue's 10-per-minute limiter.
+    #: the next parked job at once (queueing/waiters.py), so this long timer is only the fallback; keeping it
+    #: long stops parked jobs from waking only to find the slots still full.
     slot_wait_ms: int = 300_000
     #: How long a create-batch job waits while credits are exhausted before looking again.
     credits_wait_ms: int = 60_000
@@ -82,6 +87,7 @@ class Policy:
         return cls(
             max_in_flight=settings.max_concurrent_batches,
             poll_interval_ms=int(settings.poll_interval_seconds * 1000),
+            poll_min_ms=int(min(settings.poll_min_interval_seconds, settings.poll_interval_seconds) * 1000),
             max_batch_retries=settings.max_batch_retries,
             slot_wait_ms=max(1_000, int(settings.poll_interval_seconds * 1000 * 20)),
             credits_wait_ms=int(settings.health_check_interval_seconds * 1000),

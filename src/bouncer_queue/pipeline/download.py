@@ -3,7 +3,8 @@
 Every result lands in Bouncer_Results, and the batch's addresses are marked completed (or failed, when Bouncer
 returned nothing for one) in the same transaction, so a crash leaves either all of it or none. Running the job
 twice stores the same rows (an upsert), so a redelivered job costs one download and no harm.
-When this was the request's last open batch, the request is marked finished.
+When this was the request's last open batch, the request is marked finished. The body is decoded once into rows
+that keep each result's text as Bouncer sent it (bouncer/schemas.result_rows), stored as is.
 """
 
 from __future__ import annotations
@@ -13,37 +14,13 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from bouncer_queue.bouncer import BatchStateError, RateLimited, VerificationResult
+from bouncer_queue.bouncer import BatchStateError, RateLimited
 from bouncer_queue.domain import BatchState
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import Defer
 from bouncer_queue.pipeline.submit import event, load_batch
-from bouncer_queue.storage.records import ResultRow
 
 log = logging.getLogger(__name__)
-
-
-def to_result_row(result: VerificationResult) -> ResultRow:
-    """Flatten Bouncer's result object into the columns of Bouncer_Results, keeping the whole object as raw."""
-    domain = result.domain
-    account = result.account
-    return ResultRow(
-        email=result.email,
-        status=result.status,
-        reason=result.reason,
-        score=result.score,
-        domain=domain.name if domain else None,
-        accept_all=domain.accept_all if domain else None,
-        disposable=domain.disposable if domain else None,
-        free=domain.free if domain else None,
-        role=account.role if account else None,
-        disabled=account.disabled if account else None,
-        full_mailbox=account.full_mailbox if account else None,
-        provider=result.provider,
-        toxic=result.toxic,
-        toxicity=result.toxicity,
-        raw=result.raw,
-    )
 
 
 async def download_batch_results(ctx: StageContext, data: Mapping[str, Any]) -> None:
@@ -59,7 +36,7 @@ async def download_batch_results(ctx: StageContext, data: Mapping[str, Any]) -> 
         raise Defer(ctx.policy.rate_limited_wait_ms, "Bouncer answered 429") from exc
     except BatchStateError as exc:
         raise Defer(ctx.policy.poll_interval_ms, "results not ready yet") from exc
-    totals = await ctx.repo.store_results(batch.id, [to_result_row(r) for r in results])
+    totals = await ctx.repo.store_results(batch.id, results)
     await ctx.repo.finish_requests(batch.request_id)
     for status, count in Counter(r.status for r in results).items():
         ctx.observer.emails_verified(status, count)

@@ -38,9 +38,14 @@ class Enqueuer(Protocol):
         (failed, or completed) is replaced by a fresh one that runs again; return how many were replaced."""
         ...
 
-    async def promote_delayed(self, queue: str, *, name: str | None = None, limit: int | None = None) -> int:
-        """Move delayed (deferred) jobs to waiting now: all, or the `limit` first by priority then age, of
-        those called `name`; return how many. Used when a batch slot frees."""
+    async def slot_wakeups(self, queue: str) -> int:
+        """How many batch slots were freed so far: read before counting the slots in use, and handed to
+        `Defer(slot_ticket=...)`, it guarantees that a job parked for a slot cannot miss its wake-up."""
+        ...
+
+    async def wake_slot_waiter(self, queue: str) -> bool:
+        """A batch slot was freed: wake the most urgent job of `queue` parked for a slot (never a job that is
+        delayed for any other reason); return whether one was woken."""
         ...
 
     async def promote_job(self, queue: str, job_id: str) -> bool:

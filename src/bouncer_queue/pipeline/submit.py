@@ -1,8 +1,10 @@
 """Stage 2, submit: the create-batch job sends one pending batch to Bouncer.
 
 Order of checks, cheapest and least wasteful first: the batch's state in the ledger, its request not cancelled
-(pipeline/cancel.py), the credits gate, a free batch slot (MAX_CONCURRENT_BATCHES), the addresses, a shared
-rate-limit token, then the atomic slot claim and the paid call.
+(pipeline/cancel.py), the credits gate, a free batch slot (MAX_CONCURRENT_BATCHES), a look at the shared rate
+limit, the addresses, the rate-limit token, then the atomic slot claim and the paid call. A job that finds the
+slots full, or the credits out, parks until a completing batch or the credits' return wakes it
+(queueing/waiters.py).
 
 Never paying twice: the batch is marked `submitting` before the call. If the call fails in a way that proves
 Bouncer never saw it (connection refused, the request not completely written, an error status), the mark is
@@ -112,13 +114,20 @@ def _since_claim_ms(ctx: StageContext, batch: BatchRecord) -> int:
 
 async def _take_turn(ctx: StageContext, batch: BatchRecord, secret: CallbackSecret | None) -> list[BatchEmail]:
     """Defer unless credits, a batch slot and a rate-limit token are all there; then claim the slot."""
+    # Read before the gate and the slots are looked at, so that credits coming back or a slot freed after that
+    # look wake this job (queueing/waiters.py).
+    ticket = await ctx.enqueuer.slot_wakeups(jobs.EMAIL_VERIFICATION)
     if await ctx.credits_gate.is_closed():
-        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted")
+        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted", slot_ticket=ticket)
     if await ctx.repo.in_flight_count() >= ctx.policy.max_in_flight:
-        raise Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight")
+        raise _wait_for_slot(ctx, ticket)
+    # Asked before the addresses are read, so that a deferral for want of a token reads nothing...
+    hint = await ctx.limiter.peek(["batch", "create"])
+    if not hint.allowed:
+        raise Defer(hint.wait_ms, "rate limit")
     emails = await ctx.repo.batch_emails(batch.id)
-    # The token is taken as late as possible: Bouncer counts a request when it arrives, so a token taken
-    # before reading 10,000 addresses could leave our window while the request still counts in Bouncer's.
+    # ...but the token itself is taken as late as possible: Bouncer counts a request when it arrives, so a token
+    # taken before reading 10,000 addresses could leave our window while the request still counts in Bouncer's.
     decision = await ctx.limiter.acquire(["batch", "create"], "batch_create")
     if not decision.allowed:
         raise Defer(decision.wait_ms, "rate limit")
@@ -127,10 +136,15 @@ async def _take_turn(ctx: StageContext, batch: BatchRecord, secret: CallbackSecr
     digest = secret.digest if secret is not None else None
     claim = await ctx.repo.try_claim_submission(batch.id, ctx.policy.max_in_flight, digest)
     if claim == ClaimResult.FULL:
-        raise Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight")
+        raise _wait_for_slot(ctx, ticket)
     if claim == ClaimResult.NOT_PENDING:
         raise Defer(0, "batch changed state; looking again")
     return emails
+
+
+def _wait_for_slot(ctx: StageContext, ticket: int) -> Defer:
+    # Woken by the next batch that frees a slot; the delay is only the fallback timer.
+    return Defer(ctx.policy.slot_wait_ms, "all batch slots are in flight", slot_ticket=ticket)
 
 
 async def _submit(
@@ -151,10 +165,12 @@ async def _submit(
         await ctx.repo.release_submission(batch.id, str(exc))
         raise Defer(ctx.policy.rate_limited_wait_ms, "Bouncer answered 429") from exc
     except InsufficientCredits as exc:
+        # Parked like the jobs the closed gate holds back, so the top-up wakes it (read before the gate closes).
+        ticket = await ctx.enqueuer.slot_wakeups(jobs.EMAIL_VERIFICATION)
         await ctx.repo.release_submission(batch.id, str(exc))
         await ctx.credits_gate.close(str(exc))
         log.warning("Bouncer credits ran out; submissions wait for a top-up", extra=event("credits_exhausted", batch))
-        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted") from exc
+        raise Defer(ctx.policy.credits_wait_ms, "Bouncer credits are exhausted", slot_ticket=ticket) from exc
     except (AuthError, Forbidden) as exc:
         # Bouncer refused the key, not the batch: it goes back to pending, and the dispatcher closes the auth gate.
         await ctx.repo.release_submission(batch.id, str(exc))
@@ -206,5 +222,5 @@ async def _record(ctx: StageContext, batch: BatchRecord, info: BatchInfo, sent: 
         with contextlib.suppress(BouncerError):  # best effort: the batch still completes and is stored
             await finish_at_bouncer(ctx, submitted)
     await ctx.enqueuer.enqueue(
-        jobs.check_status(batch.id, batch.request_id, batch.priority, ctx.policy.poll_interval_ms, batch.retries)
+        jobs.check_status(batch.id, batch.request_id, batch.priority, ctx.policy.poll_min_ms, batch.retries)
     )

@@ -2,7 +2,8 @@
 
 Every job gets a priority (bullmq runs an unprioritized job before all prioritized ones, pitfall 6), the retry policy
 (attempts + exponential backoff) and removeOnComplete/removeOnFail counts. A JobSpec's `job_id` becomes bullmq's
-`jobId`, which makes adding idempotent: a second add with the same id is a no-op. Queues open on first use.
+`jobId`, which makes adding idempotent: a second add with the same id is a no-op. Queues open on first use. Waking
+a job parked for a batch slot goes through queueing/waiters.py.
 
 On a Redis Cluster, bulk adds go one job at a time: bullmq's addBulk sends its Lua scripts through a pipeline, and
 redis-py's cluster pipeline refuses EVALSHA ("Calling pipelined function evalsha is blocked").
@@ -18,6 +19,7 @@ from typing import Any
 from bullmq import Queue
 
 from bouncer_queue.pipeline.ports import JobSpec
+from bouncer_queue.queueing import waiters
 from bouncer_queue.queueing.connection import Connection, RedisTarget
 from bouncer_queue.queueing.queues import QueueSet
 
@@ -41,6 +43,7 @@ class BullmqEnqueuer:
     ) -> None:
         self._queue_set = QueueSet(connection, prefix)
         self._can_pipeline = not (isinstance(connection, RedisTarget) and connection.cluster)
+        self._prefix = prefix
         self._attempts = attempts
         self._backoff_ms = backoff_ms
         self._keep_completed = keep_completed
@@ -105,25 +108,13 @@ class BullmqEnqueuer:
         await self.enqueue_many(specs)
         return replaced
 
-    async def promote_delayed(self, queue: str, *, name: str | None = None, limit: int | None = None) -> int:
-        """Move delayed jobs to waiting now: all of them, or the `limit` first by priority then age (optionally
-        only jobs called `name`). Returns how many were promoted."""
-        bull_queue = self._queue(queue)
-        if name is None and limit is None:
-            delayed = int(await bull_queue.getDelayedCount())
-            if delayed:
-                await bull_queue.promoteJobs()
-            return delayed
-        jobs = [job for job in await bull_queue.getDelayed() if name is None or job.name == name]
-        jobs.sort(key=lambda job: (int(job.priority or 0), int(job.timestamp or 0)))
-        promoted = 0
-        for job in jobs[:limit]:
-            try:
-                await job.promote()
-            except Exception:  # it left the delayed set meanwhile (ran, or was promoted by another process)
-                continue
-            promoted += 1
-        return promoted
+    async def slot_wakeups(self, queue: str) -> int:
+        """The slot wake-up counter of `queue` (see queueing/waiters.py)."""
+        return await waiters.wakeups(self._queue(queue).client, self._prefix, queue)
+
+    async def wake_slot_waiter(self, queue: str) -> bool:
+        """Promote the most urgent job parked for a batch slot on `queue`; jobs delayed otherwise stay put."""
+        return await waiters.wake_one(self._queue(queue), self._prefix, queue)
 
     async def promote_job(self, queue: str, job_id: str) -> bool:
         """Move the delayed job `job_id` to waiting now; False when there is no such delayed job."""

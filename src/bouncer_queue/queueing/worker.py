@@ -4,7 +4,8 @@ The processor sees plain values (job name, data, a `JobContext`), never a bullmq
 here, and only here, into bullmq's terms (see pipeline/outcomes.py):
 
 - `Defer(ms)`: the job moves to the delayed set with skipAttempt and `DelayedError` is raised, so no attempt is
-  spent (pitfall 3 of the bullmq notes; Python bullmq has no RateLimitError).
+  spent (pitfall 3 of the bullmq notes; Python bullmq has no RateLimitError). A Defer with a `slot_ticket` also
+  parks the job as a slot waiter (queueing/waiters.py), to be woken when a batch slot frees.
 - `PermanentFailure`: `on_final_failure` runs, then `UnrecoverableError` stops all retries.
 - anything else: re-raised for bullmq's retry with exponential backoff; on the last attempt `on_final_failure` runs
   first. It is called from inside the job rather than from a "failed" listener because bullmq's listeners are
@@ -32,6 +33,7 @@ from bullmq import DelayedError, UnrecoverableError, Worker
 
 from bouncer_queue.config import QueueTuning
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
+from bouncer_queue.queueing import waiters
 from bouncer_queue.queueing.connection import Connection, as_bullmq_connection
 from bouncer_queue.queueing.names import check_queue_name
 
@@ -113,7 +115,9 @@ async def _report_final_failure(
         logger.exception("dead-lettering failed", extra={"action": "dead_letter_failed", "queue": queue, "job": name})
 
 
-def bullmq_processor(queue: str, processor: Processor, on_final_failure: FinalFailureHandler) -> Callable[..., Any]:
+def bullmq_processor(
+    queue: str, processor: Processor, on_final_failure: FinalFailureHandler, prefix: str
+) -> Callable[..., Any]:
     """Wrap `processor` as a bullmq `async (job, token)` processor that applies the outcome rules above."""
 
     async def process(job: Any, token: str) -> Any:
@@ -123,6 +127,8 @@ def bullmq_processor(queue: str, processor: Processor, on_final_failure: FinalFa
             return await processor(job.name, data, ctx)
         except Defer as defer:
             await job.moveToDelayed(_now_ms() + defer.delay_ms, token)
+            if defer.slot_ticket is not None:
+                await waiters.park(job, prefix, queue, defer.slot_ticket)
             logger.info(
                 "job deferred",
                 extra={"action": "job_deferred", "queue": queue, "job_id": ctx.job_id, "reason": defer.reason},
@@ -250,7 +256,7 @@ def build_workers(
     workers: dict[str, Worker] = {}
     for queue, queue_tuning in tuning.items():
         options = worker_options(connection, prefix, queue_tuning, drain_delay_seconds=drain_delay_seconds, name=name)
-        worker = Worker(check_queue_name(queue), bullmq_processor(queue, processor, on_final_failure), options)
+        worker = Worker(check_queue_name(queue), bullmq_processor(queue, processor, on_final_failure, prefix), options)
         worker.clientName = node_client_name(prefix, queue, name)  # set on its connections when it starts
         workers[queue] = worker
     return WorkerPool(workers)

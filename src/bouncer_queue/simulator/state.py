@@ -335,13 +335,15 @@ class SimulatorState:
         self.requests.append(record)
 
     def snapshot(self) -> dict[str, Any]:
-        """Credits per key fingerprint, batches and counters; never the keys themselves."""
+        """Credits per key fingerprint, batches (with their created/started/completed clock times) and counters;
+        never the keys themselves."""
         self.advance()
         now = self.clock()
         batches = [
             {"id": b.id, "key": fingerprint(b.key), "status": b.status, "quantity": b.quantity,
              "processed": b.processed(now, self.config.speed), "credits": b.credits_used,
-             "reserved": b.reserved, "answer_dropped": b.answer_dropped}
+             "reserved": b.reserved, "answer_dropped": b.answer_dropped,
+             "created": b.created, "started": b.started, "completed": b.completed}
             for b in self._batches.values()
         ]  # fmt: skip
         return {

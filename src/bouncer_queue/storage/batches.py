@@ -39,7 +39,7 @@ class BatchQueries(Queries):
         query = select(QueueModel.email, QueueModel.name).where(QueueModel.id.in_(firsts)).order_by(QueueModel.id)
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [BatchEmail(email=r.email, name=r.name) for r in rows]
+        return [BatchEmail(email, name) for email, name in rows]
 
     @translated("release a submission slot", must_land=True)
     async def release_submission(self, batch_id: int, error: str | None) -> None:

@@ -126,6 +126,15 @@ class RateLimiter:
             await conn.execute(insert(self._table), rows)
             return GO
 
+    async def peek(self, budgets: Sequence[str]) -> Decision:
+        """Whether `acquire` would go now, taking nothing and no lock: a hint (another process may take the slot
+        meanwhile) that lets a caller skip costly work it would do for nothing."""
+        names = self._checked(budgets)
+        async with self._db.guard("read rate-limit usage"), self._db.read() as conn:
+            now = self._clock()
+            waits = [await self._seconds_until_free(conn, name, now) for name in names]
+        return Decision(allowed=False, wait_ms=ceil_ms(max(waits))) if any(waits) else GO
+
     async def utilization(self, budget: str) -> float:
         """The share of `budget` used in the current window: 0.0 (idle) to 1.0 (full)."""
         used, limit = (await self._usage(self._checked([budget])))[budget]

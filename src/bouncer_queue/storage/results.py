@@ -88,13 +88,20 @@ class ResultQueries(Queries):
 
 
 def _settle_emails(batch_id: int, now: datetime) -> Any:
-    has_result = (
-        select(ResultModel.id)
-        .where(ResultModel.request_id == QueueModel.request_id, ResultModel.email == func.lower(QueueModel.email))
-        .exists()
+    """One set-based statement: each address of the batch is completed when it has a result, else failed (the
+    outer join is planned once for the whole batch, where a per-row EXISTS probed the results row by row)."""
+    joined = QueueModel.__table__.outerjoin(
+        ResultModel.__table__,
+        (ResultModel.request_id == QueueModel.request_id) & (ResultModel.email == func.lower(QueueModel.email)),
     )
-    state = case((has_result, EmailState.COMPLETED.value), else_=EmailState.FAILED.value)
-    return update(QueueModel).where(QueueModel.batch_id == batch_id).values(status=state, updated_at=now)
+    found = (
+        select(QueueModel.id, ResultModel.id.is_not(None).label("has_result"))
+        .select_from(joined)
+        .where(QueueModel.batch_id == batch_id)
+        .subquery()
+    )
+    state = case((found.c.has_result, EmailState.COMPLETED.value), else_=EmailState.FAILED.value)
+    return update(QueueModel).where(QueueModel.id == found.c.id).values(status=state, updated_at=now)
 
 
 def _result_rows(request_id: str, batch_id: int, results: Sequence[ResultRow], now: datetime) -> list[bulk.Row]:
@@ -107,7 +114,7 @@ def _result_rows(request_id: str, batch_id: int, results: Sequence[ResultRow], n
             email,
             batch_id,
             *_result_fields(r),
-            json.dumps(dict(r.raw)),
+            r.raw_json if r.raw_json is not None else json.dumps(r.raw or {}),
             now,
         )
     # One key order for every writer: two transactions upserting overlapping rows then cannot deadlock.

@@ -33,7 +33,7 @@ async def test_batch_lifecycle_create_poll_download_delete(bouncer: BouncerClien
         expected_result("deliverable@sandbox.usebouncer.com", "tests", name="sb"),
         expected_result("not-an-address", "tests"),
     ]
-    assert [r.raw for r in results] == expected
+    assert [r.raw_object() for r in results] == expected
     assert results[1].status == "deliverable" and results[1].provider == "sandbox.usebouncer.com"
     assert results[2].reason == "invalid_email"
 

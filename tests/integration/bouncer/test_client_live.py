@@ -37,7 +37,7 @@ async def test_full_batch_over_http(server: SimulatorServer) -> None:
             await asyncio.sleep(0.02)
         assert info.status == "completed" and info.processed == 2
         results = await client.download(batch.batch_id)
-        assert [r.raw for r in results] == [
+        assert [r.raw_object() for r in results] == [
             expected_result("a@example.com", "live", name="one"),
             expected_result("b@example.org", "live"),
         ]

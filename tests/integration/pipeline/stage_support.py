@@ -23,6 +23,7 @@ BATCH_OK = {"batchId": "a" * 24, "created": "2024-05-02T09:14:03.512Z", "status"
 class RecordingEnqueuer:
     def __init__(self) -> None:
         self.jobs: list[JobSpec] = []
+        self.woken: list[str] = []
         self.promoted: list[tuple[str, str | None, int | None]] = []
 
     async def enqueue(self, spec: JobSpec) -> str:
@@ -36,9 +37,12 @@ class RecordingEnqueuer:
         await self.enqueue_many(specs)
         return 0
 
-    async def promote_delayed(self, queue: str, *, name: str | None = None, limit: int | None = None) -> int:
-        self.promoted.append((queue, name, limit))
-        return 0
+    async def slot_wakeups(self, queue: str) -> int:
+        return len(self.woken)
+
+    async def wake_slot_waiter(self, queue: str) -> bool:
+        self.woken.append(queue)
+        return False
 
     async def promote_job(self, queue: str, job_id: str) -> bool:
         self.promoted.append((queue, job_id, None))

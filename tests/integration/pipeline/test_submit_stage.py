@@ -25,7 +25,16 @@ from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
 from bouncer_queue.pipeline.submit import create_batch
+from bouncer_queue.storage.ratelimit import Decision
 from bouncer_queue.storage.records import EmailRow, RequestInfo
+
+
+class NoTokens:
+    async def acquire(self, budgets: object, endpoint: str) -> Decision:
+        return Decision(allowed=False, wait_ms=1_000)
+
+    async def peek(self, budgets: object) -> Decision:
+        return Decision(allowed=False, wait_ms=1_000)
 
 
 async def test_a_created_batch_is_recorded_and_watched(world: Callable[[Responder], StageContext]) -> None:
@@ -138,10 +147,30 @@ async def test_full_slots_defer_without_spending_a_rate_limit_token(world: Calla
     for batch_id in ids[:2]:
         await create_batch(ctx, {"batch_id": batch_id})
     used_before = (await ctx.limiter.usage())["create"][0]  # type: ignore[attr-defined]
-    with pytest.raises(Defer, match="slots"):
+    with pytest.raises(Defer, match="slots") as deferred:
         await create_batch(ctx, {"batch_id": ids[2]})
     assert (await ctx.limiter.usage())["create"][0] == used_before  # type: ignore[attr-defined]
     assert await state(ctx, ids[2]) == BatchState.PENDING
+    assert deferred.value.slot_ticket == 0  # parked until a completing batch wakes it
+
+
+async def test_waiting_for_a_rate_limit_token_reads_no_addresses(
+    world: Callable[[Responder], StageContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = world(answer(200, BATCH_OK))
+    ctx.limiter = NoTokens()
+    batch_id = await new_batch(ctx)
+    reads: list[int] = []
+
+    async def batch_emails(batch_id: int) -> list[object]:
+        reads.append(batch_id)
+        return []
+
+    monkeypatch.setattr(ctx.repo, "batch_emails", batch_emails)
+    with pytest.raises(Defer, match="rate limit"):
+        await create_batch(ctx, {"batch_id": batch_id})
+    assert reads == []
+    assert await state(ctx, batch_id) == BatchState.PENDING
 
 
 async def test_a_created_batch_that_cannot_be_recorded_is_kept_from_resubmission(

@@ -2,7 +2,9 @@
 
 Every test runs on SQLite (a tmp file), PostgreSQL and MariaDB, each in a database of its own that the module
 creates and drops (never the shared `test` database's data). Semantics tests use an injected clock; the
-multi-process tests run real worker processes (ratelimit_worker.py) under a scaled window.
+multi-process tests run real worker processes (ratelimit_worker.py) under a scaled window and assert the invariant
+only: no window ever holds more grants than the limit. How much of the budget several processes manage to use
+depends on the machine's load, so it is measured by bench/ratelimit_share.py, not asserted here.
 """
 
 from __future__ import annotations
@@ -140,6 +142,17 @@ async def test_a_refusal_writes_nothing_and_a_go_logs_endpoint_and_worker(engine
     assert await _log(engine) == [("batch", "download", T0, "host-1:42")]
 
 
+async def test_peek_tells_what_acquire_would_answer_and_takes_nothing(engine: AsyncEngine, clock: FakeClock):
+    limiter = RateLimiter(engine, {"batch": Budget(1, 60), "create": Budget(1, 30)}, clock=clock)
+
+    assert await limiter.peek(["batch", "create"]) == GO
+    assert await _log(engine) == []
+    assert await limiter.acquire(["batch"], "status") == GO
+    clock.advance(20)
+    assert await limiter.peek(["batch", "create"]) == Decision(allowed=False, wait_ms=40_000)
+    assert await limiter.usage() == {"batch": (1, 1), "create": (0, 1)}
+
+
 async def test_several_budgets_are_taken_all_or_nothing(engine: AsyncEngine, clock: FakeClock):
     limiter = RateLimiter(engine, {"batch": Budget(3, 60), "create": Budget(1, 30)}, clock=clock)
     assert await limiter.acquire(["batch", "create"], "create") == GO
@@ -208,10 +221,10 @@ async def test_an_unreachable_database_is_a_storage_error_without_the_password()
     assert "127.0.0.1:1" in str(caught.value)
 
 
-# Several processes, one budget: never over the limit, and (saturated) nearly all of it used.
+# Several processes, one budget: never over the limit.
 
 LIMIT = 30
-WINDOW = 4.0  # long against the ~ms cost of a grant, so scheduling noise cannot pull use under 97 %
+WINDOW = 4.0
 DURATION = 9.0
 PROCESSES = 3
 
@@ -256,14 +269,6 @@ def _max_in_any_window(times: list[float], window: float) -> int:
     return max(bisect.bisect_right(times, s) - bisect.bisect_right(times, s - window) for s in times)
 
 
-def _mean_utilization(times: list[float], limit: int, window: float) -> float:
-    """The budget's time-averaged use, from the first moment a slot can be reused to the last grant."""
-    start, end = times[0] + window, times[-1]
-    samples = [start + (end - start) * i / 1000 for i in range(1001)]
-    used = [bisect.bisect_right(times, s) - bisect.bisect_right(times, s - window) for s in samples]
-    return sum(used) / (len(used) * limit)
-
-
 def test_processes_share_one_budget_without_overrunning_it(database_url: str):
     _assert_shared_budget(database_url)
 
@@ -286,8 +291,6 @@ def _assert_shared_budget(url: str, *, plain_engine: bool = False) -> None:
     # A window holding LIMIT + 1 grants would mean two processes both took the last slot. The µs of slack is
     # float rounding in `now - window`, not a timing allowance.
     assert _max_in_any_window(times, WINDOW - 1e-6) <= LIMIT
-    utilization = _mean_utilization(times, LIMIT, WINDOW)
-    assert utilization >= 0.97, f"budget only {utilization:.1%} used; grants per worker {per_worker}"
 
 
 async def _empty(url: str) -> None:

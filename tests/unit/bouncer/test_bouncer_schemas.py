@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from bouncer_queue.bouncer import BatchInfo, VerificationResult
+from bouncer_queue.bouncer.schemas import result_rows
 
 
 def test_batch_info_from_the_docs_example() -> None:
@@ -45,3 +50,44 @@ def test_top_level_provider_wins_and_minimal_result() -> None:
             "reason": "timeout",
         }
     )
+
+
+DOWNLOADED = {
+    "email": "a@example.org", "status": "greylisted", "reason": "brand_new", "newFlag": True, "score": 62,
+    "domain": {"name": "example.org", "acceptAll": "maybe", "disposable": "no", "free": "no"},
+    "account": {"role": "no", "disabled": "no", "fullMailbox": "no"},
+    "dns": {"type": "MX", "record": "mx.example.org.", "provider": "google.com"},
+}  # fmt: skip
+
+
+def test_a_download_is_flattened_in_one_pass_keeping_the_object_bouncer_sent() -> None:
+    text = json.dumps([DOWNLOADED], indent=1)
+    [row] = result_rows(text)
+    assert row.raw is None and row.raw_object() == DOWNLOADED  # the decoded object is not kept
+    assert row.raw_json in text  # the text as sent, not encoded again
+    assert (row.email, row.status, row.reason, row.score) == ("a@example.org", "greylisted", "brand_new", 62)
+    assert (row.domain, row.accept_all, row.full_mailbox, row.provider) == ("example.org", "maybe", "no", "google.com")
+    assert result_rows(" [ ] ") == []
+    assert [r.email for r in result_rows('[{"email":"a@x","status":"ok"} , {"email":"b@x","status":"ok"}]')] == [
+        "a@x",
+        "b@x",
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"email": "a@x"}, [{"email": 7, "status": "ok"}], [{"email": "a@x", "status": "ok", "score": "high"}],
+     [{"email": "a@x", "status": "ok", "domain": "x.org"}], [{"email": "a@x", "status": "ok", "reason": 3}],
+     [{"email": "a@x", "status": "ok", "toxicity": True}]],
+)  # fmt: skip
+def test_a_download_that_breaks_the_wire_types_is_refused(body: object) -> None:
+    with pytest.raises(ValueError):
+        result_rows(json.dumps(body))
+
+
+@pytest.mark.parametrize(
+    "text", ["", "[", '[{"email":"a@x","status":"ok"}', '[{"email":"a@x","status":"ok"}] x', "[,]"]
+)
+def test_a_download_that_is_not_one_json_array_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        result_rows(text)

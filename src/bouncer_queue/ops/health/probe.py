@@ -213,8 +213,11 @@ class HealthProbe:
         await rt.auth_gate.open()  # the key in force was just accepted
         if await rt.credits_gate.is_closed() and found.credits >= await self._credits_needed():
             await rt.credits_gate.open()
-            # The create jobs held by the gate sleep a whole health-check interval: wake them now.
-            await rt.enqueuer.promote_delayed(jobs.EMAIL_VERIFICATION, name=jobs.CREATE_BATCH)
+            # The create jobs held by the gate are parked (queueing/waiters.py): every slot may be free, so wake
+            # one per slot; never a job the user delayed.
+            for _ in range(rt.settings.max_concurrent_batches):
+                if not await rt.enqueuer.wake_slot_waiter(jobs.EMAIL_VERIFICATION):
+                    break
             log.warning("Bouncer credits are back; submissions resume", extra={"action": "credits_restored"})
 
     async def _credits_needed(self) -> int:

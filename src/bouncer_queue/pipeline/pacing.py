@@ -1,0 +1,62 @@
+"""When to poll a running batch again: when it is likely done, within [POLL_MIN_INTERVAL, POLL_INTERVAL].
+
+A batch holds one of the 15 slots until a poll sees it completed, so a fixed interval keeps a finished batch's
+slot idle for up to the whole interval, while polling often spends the status budget on batches far from done.
+The poll stage therefore aims at the moment the batch should finish: its remaining addresses at the speed seen so
+far. The speed comes from the last two polls of our own (progress over our own clock), or, after the first
+progress, from Bouncer's `started` time. The aim is a little past the estimate, since an early poll costs a whole
+floor interval more. Without any progress yet (still queued at Bouncer), the wait doubles from the floor: it
+equals the time since the batch was submitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+#: Aim this share past the estimated end, and at least _MARGIN_S: an early poll holds the slot a floor longer.
+_MARGIN_SHARE = 0.05
+_MARGIN_S = 0.2
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One status poll: how many of `quantity` addresses Bouncer had processed at `at` (our clock, seconds)."""
+
+    processed: int
+    at: float
+
+
+def next_poll_ms(
+    quantity: int,
+    now: Progress,
+    *,
+    previous: Progress | None,
+    started: datetime | None,
+    submitted: datetime | None,
+    floor_ms: int,
+    ceiling_ms: int,
+) -> int:
+    """The delay until the next poll of a running batch, in ms."""
+    speed = _speed(now, previous, started)
+    if speed is None:
+        wait_s = now.at - submitted.timestamp() if submitted is not None else ceiling_ms / 1000
+    else:
+        remaining_s = max(0, quantity - now.processed) / speed
+        wait_s = remaining_s + max(_MARGIN_S, remaining_s * _MARGIN_SHARE)
+    return max(floor_ms, min(ceiling_ms, int(wait_s * 1000)))
+
+
+def _speed(now: Progress, previous: Progress | None, started: datetime | None) -> float | None:
+    """Addresses per second, from our last two polls, or else since Bouncer started the batch; None if unknown."""
+    if now.processed <= 0:
+        return None
+    if previous is not None and now.processed > previous.processed > 0:
+        elapsed = now.at - previous.at
+        if elapsed > 0:
+            return (now.processed - previous.processed) / elapsed
+    if started is not None:
+        elapsed = now.at - started.timestamp()
+        if elapsed > 0:
+            return now.processed / elapsed
+    return None

@@ -1,0 +1,48 @@
+"""The adaptive status poll: when a running batch is likely done, within the floor and the ceiling."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bouncer_queue.pipeline.pacing import Progress, next_poll_ms
+
+T0 = 1_700_000_000.0
+LIMITS = {"floor_ms": 2_000, "ceiling_ms": 15_000}
+
+
+def at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(T0 + seconds, UTC)
+
+
+def test_the_next_poll_aims_just_past_the_end_at_the_speed_seen_between_two_polls() -> None:
+    # 1,000 done at t=2, 3,000 at t=6: 500 per second, 7,000 left = 14 s, plus a 5 % margin.
+    delay = next_poll_ms(
+        10_000, Progress(3_000, T0 + 6), previous=Progress(1_000, T0 + 2), started=None, submitted=at(0), **LIMITS
+    )
+    assert delay == 14_700
+
+
+def test_after_the_first_progress_the_speed_comes_from_bouncers_start_time() -> None:
+    delay = next_poll_ms(10_000, Progress(5_000, T0 + 11), previous=None, started=at(1), submitted=at(0), **LIMITS)
+    assert delay == 10_500
+
+
+def test_a_batch_about_to_finish_is_polled_at_the_floor_and_a_long_one_at_the_ceiling() -> None:
+    nearly = next_poll_ms(10_000, Progress(9_990, T0 + 20), previous=None, started=at(0), submitted=at(0), **LIMITS)
+    far = next_poll_ms(100_000, Progress(10, T0 + 20), previous=None, started=at(0), submitted=at(0), **LIMITS)
+    assert (nearly, far) == (2_000, 15_000)
+
+
+def test_without_progress_the_wait_grows_with_the_time_since_submission() -> None:
+    waits = [
+        next_poll_ms(10_000, Progress(0, T0 + s), previous=None, started=None, submitted=at(0), **LIMITS)
+        for s in (1, 4, 8, 60)
+    ]
+    assert waits == [2_000, 4_000, 8_000, 15_000]
+
+
+def test_progress_that_did_not_move_since_the_last_poll_falls_back_to_the_start_time() -> None:
+    delay = next_poll_ms(
+        10_000, Progress(4_000, T0 + 10), previous=Progress(4_000, T0 + 8), started=at(0), submitted=at(0), **LIMITS
+    )
+    assert delay == 15_000  # 400 per second: 15 s left, at the ceiling
