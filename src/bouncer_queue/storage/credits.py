@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bouncer_queue.domain import BatchState, EmailState, RequestState
 from bouncer_queue.errors import CreditsRefused
 from bouncer_queue.storage.records import RequestInfo
+from bouncer_queue.storage.results import RESULT_FIELDS
 from bouncer_queue.storage.tables import BatchModel, QueueModel, RequestModel, ResultModel, utcnow
 from bouncer_queue.storage.transactions import Queries, translated
 
@@ -33,24 +34,8 @@ _HELD_STATES = (BatchState.PENDING.value, BatchState.FAILED.value)
 _AT_BOUNCER = tuple(
     s.value for s in (BatchState.QUEUED, BatchState.PROCESSING, BatchState.COMPLETED, BatchState.DOWNLOADED)
 )
-_CACHE_COPIED = (
-    "email",
-    "status",
-    "reason",
-    "score",
-    "domain",
-    "accept_all",
-    "disposable",
-    "free",
-    "role",
-    "disabled",
-    "full_mailbox",
-    "provider",
-    "toxic",
-    "toxicity",
-    "raw",
-    "verified_at",
-)
+#: What the cache copies of an earlier answer (its `verified_at` too: the answer is as old as it was).
+_CACHE_COPIED = ("email", *RESULT_FIELDS, "raw", "verified_at")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from bouncer_queue.storage.transactions import Queries, translated
 EXPORT_CHUNK_ROWS = 1_000
 SKIPPED = EmailState.SKIPPED.value
 
-_RESULT_FIELDS = (
+#: A result's verdict columns, as ResultRow and Bouncer_Results name them.
+RESULT_FIELDS = (
     "status",
     "reason",
     "score",
@@ -43,8 +44,8 @@ _RESULT_FIELDS = (
     "toxic",
     "toxicity",
 )
-_result_fields = attrgetter(*_RESULT_FIELDS)
-_RESULT_COLUMNS = ("request_id", "email", "batch_id", *_RESULT_FIELDS, "raw", "verified_at")
+_result_fields = attrgetter(*RESULT_FIELDS)
+_RESULT_COLUMNS = ("request_id", "email", "batch_id", *RESULT_FIELDS, "raw", "verified_at")
 _RESULT_KEY = ("request_id", "email")
 
 
