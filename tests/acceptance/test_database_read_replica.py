@@ -37,7 +37,7 @@ def system(
 
 def _exported(system: OpsSystem, request_id: str) -> list[dict[str, object]]:
     out = system.tmp_path / f"{request_id}.json"
-    result = system.cli("results", request_id, "--format", "json", "--output", str(out))
+    result = system.cli("results", request_id, "--format", "json", "--output", str(out), "--force")
     assert result.exit_code == 0, result.stderr
     rows: list[dict[str, object]] = json.loads(out.read_text(encoding="utf-8"))
     return rows
