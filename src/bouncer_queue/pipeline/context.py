@@ -110,10 +110,10 @@ class StageContext:
     policy: Policy = field(default_factory=Policy)
     observer: StageObserver = field(default_factory=_NoObserver)
     clock: Callable[[], float] = time.time
-    auth_gate: Gate = field(default_factory=lambda: _MemoryGate())
+    auth_gate: Gate = field(default_factory=lambda: MemoryGate())
 
 
-class _MemoryGate:
+class MemoryGate:
     """A gate in this process only: the default for embeddings and tests that build their own context."""
 
     def __init__(self) -> None:

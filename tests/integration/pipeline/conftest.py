@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import SecretStr
-from stage_support import MemoryGate, RecordingEnqueuer, Responder
+from stage_support import RecordingEnqueuer, Responder
 
 from bouncer_queue.bouncer import BouncerClient
-from bouncer_queue.pipeline.context import Policy, StageContext
+from bouncer_queue.pipeline.context import MemoryGate, Policy, StageContext
 from bouncer_queue.storage import migrate
 from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.ratelimit import Budget, RateLimiter

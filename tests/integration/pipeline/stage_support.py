@@ -49,20 +49,6 @@ class RecordingEnqueuer:
         return False
 
 
-class MemoryGate:
-    def __init__(self) -> None:
-        self.reason: str | None = None
-
-    async def is_closed(self) -> bool:
-        return self.reason is not None
-
-    async def close(self, reason: str) -> None:
-        self.reason = reason
-
-    async def open(self) -> None:
-        self.reason = None
-
-
 async def new_batch(ctx: StageContext, request_id: str = "r1") -> int:
     rows = [EmailRow("a@example.com"), EmailRow("b@example.com")]
     [batch_id] = await ctx.repo.ingest_request(RequestInfo(request_id, "u1", Priority.NORMAL), [rows])

@@ -15,12 +15,12 @@ from typing import Any, cast
 import httpx
 import pytest
 from pydantic import SecretStr
-from stage_support import BATCH_OK, MemoryGate, RecordingEnqueuer, Responder, new_batch, state
+from stage_support import BATCH_OK, RecordingEnqueuer, Responder, new_batch, state
 
 from bouncer_queue.bouncer import BouncerClient
 from bouncer_queue.domain import BatchState, RequestState
 from bouncer_queue.pipeline import deadletter, jobs
-from bouncer_queue.pipeline.context import StageContext
+from bouncer_queue.pipeline.context import MemoryGate, StageContext
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.download import download_batch_results
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
