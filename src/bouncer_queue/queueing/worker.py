@@ -171,6 +171,22 @@ def worker_options(
     return options
 
 
+async def exact_block_timeouts(worker: Worker) -> None:
+    """Let `worker` block for fractions of a second, so delayed jobs run when due rather than up to 1 s late.
+
+    bullmq rounds its blocking wait up to whole seconds unless its blocking connection knows the server can block
+    for fractions (Redis >= 6), and only `getRedisVersion` tells it; the worker never calls it (bullmq notes, bug 4).
+    Every deferral (a rate-limit token due in 50 ms, a poll aimed at a batch's end) then ran up to 1 s late.
+    """
+    blocking = getattr(getattr(worker, "backend", None), "blocking_connection", None)
+    if blocking is None:
+        return
+    try:
+        await blocking.getRedisVersion()
+    except Exception as exc:  # the worker still runs, with whole-second waits; its run loop reports a dead Redis
+        logger.warning("could not read the Redis version: %s", exc, extra={"action": "redis_version_unknown"})
+
+
 class WorkerPool:
     """The workers of one process. `start()` once; `close(grace)` is idempotent."""
 
@@ -193,6 +209,8 @@ class WorkerPool:
         """Start every worker's run loop as a task."""
         if self._tasks or self._closed:
             raise RuntimeError("a WorkerPool can be started only once")
+        for worker in self._workers.values():
+            await exact_block_timeouts(worker)
         for queue, worker in self._workers.items():
             self._tasks.append(asyncio.create_task(worker.run(), name=f"bullmq-worker:{queue}"))
         logger.info("workers started", extra={"action": "workers_started", "queues": self.queues})
