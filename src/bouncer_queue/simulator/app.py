@@ -6,7 +6,9 @@ Bouncer's shape `{"status": 404, "error": "Not Found", "message": "..."}` (statu
 email,name,status,reason,domain,acceptAll,disposable,free,role,disabled,fullMailbox,dnsType,dnsRecord,
 provider,score,toxic,toxicity,retryAfter. When served by uvicorn, a lifespan task POSTs the final batch
 object to each batch's `?callback=` URL (`callbacks.py`). Real-time verify answers after its simulated
-latency with an awaited `sleep` (injectable), so slow answers never block other requests.
+latency with an awaited `sleep` (injectable), so slow answers never block other requests. A create draws no
+verdicts: served by uvicorn, a lifespan task draws them between requests (`verdict_loop`); otherwise they are
+drawn when first asked for.
 
 A create drawn by `drop_create_response_rate` creates and charges the batch, then closes the connection instead
 of answering (the app's outermost `send` finds uvicorn's transport; in-process, httpx's own "server
@@ -42,6 +44,9 @@ CSV_COLUMNS = (
     "dnsType,dnsRecord,provider,score,toxic,toxicity,retryAfter"
 ).split(",")
 BATCH_PATH = "/v1.1/email/verify/batch/{batch_id}"
+#: Verdicts drawn between two looks at the requests (about 10 ms of work), and the pause when none are left.
+_VERDICTS_PER_STEP = 200
+_VERDICT_IDLE_SECONDS = 0.05
 #: Scope key a handler sets to have its answer dropped (the connection closed instead).
 _DROP_ANSWER = "simulator.drop_answer"
 
@@ -85,13 +90,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(callback_loop(state, callback_transport))
+        tasks = [asyncio.create_task(callback_loop(state, callback_transport))]
+        tasks.append(asyncio.create_task(verdict_loop(state)))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = _SimulatorApp(title="Bouncer simulator", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.simulator = state
@@ -102,6 +110,16 @@ def create_app(
     app.add_exception_handler(SimulatorHTTPError, _error_handler(state))
     app.add_exception_handler(StarletteHTTPException, _error_handler(state))
     return app
+
+
+async def verdict_loop(state: SimulatorState) -> None:
+    """Draw the verdicts of new batches a little at a time between requests, until cancelled: a create answers
+    without drawing them, and its batch's results are ready by the time it completes."""
+    while True:
+        if state.compute_verdicts(_VERDICTS_PER_STEP):
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(_VERDICT_IDLE_SECONDS)
 
 
 def error_response(

@@ -3,7 +3,10 @@
 Progress is computed lazily: `advance(batches, now, ...)` replays, in time order, every start and end that
 happened up to `now` (at most `max_parallel` processing at once, FIFO by creation), so the same clock readings
 always give the same states and no background task is needed. A batch's results, and whether it fails, are
-fixed at creation; `processed` grows with `speed` from its start time.
+fixed at creation; `processed` grows with `speed` from its start time. The result objects themselves are
+computed when first needed (`verdict`, a pure function of the address), or ahead of that by `compute(n)`:
+a create then answers at once, whatever its size, as Bouncer does, instead of holding every other request while
+10,000 verdicts are drawn.
 
 Bouncer documents no status for a batch it gave up on. A batch drawn to fail (`batch_fail_rate`) ends in
 "failed": our client treats every undocumented status as a failed batch, so any such word exercises the same
@@ -29,7 +32,9 @@ class Batch:
     id: str
     key: str
     created: float
-    results: list[dict[str, Any]]
+    #: The batch's unique (address, name) pairs, in order; `verdict` turns one into its result object.
+    entries: list[tuple[str, str | None]]
+    verdict: Callable[[str, str | None], dict[str, Any]]
     chargeable: list[bool]
     duplicates: int
     reserved: int
@@ -45,10 +50,34 @@ class Batch:
     fails: bool = False
     #: Drawn at creation: the create call is answered by closing the connection.
     answer_dropped: bool = False
+    _results: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def quantity(self) -> int:
-        return len(self.results)
+        return len(self.entries)
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        """Every result object, in address order."""
+        self.compute(self.quantity)
+        return self._results
+
+    @property
+    def computed(self) -> int:
+        """How many result objects exist so far."""
+        return len(self._results)
+
+    def results_upto(self, count: int) -> list[dict[str, Any]]:
+        """The first `count` result objects."""
+        self.compute(count)
+        return self._results[:count]
+
+    def compute(self, count: int) -> bool:
+        """Make sure the first `count` results exist; True while some are still missing after that."""
+        done = len(self._results)
+        if done < count:
+            self._results.extend(self.verdict(email, name) for email, name in self.entries[done:count])
+        return len(self._results) < self.quantity
 
     @property
     def verified(self) -> int:
@@ -69,7 +98,7 @@ class Batch:
 
     def stats(self, processed: int) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
-        for result in self.results[:processed]:
+        for result in self.results_upto(processed):
             counts[result["status"]] = counts.get(result["status"], 0) + 1
         return counts
 
@@ -94,7 +123,7 @@ def settle(batch: Batch, *, charge_unknown: bool) -> int:
     done = batch.verified
     used = batch.extra_charge + sum(
         1
-        for result, paid in zip(batch.results[:done], batch.chargeable[:done], strict=True)
+        for result, paid in zip(batch.results_upto(done), batch.chargeable[:done], strict=True)
         if paid and (charge_unknown or result["status"] != "unknown")
     )
     batch.credits_used = used

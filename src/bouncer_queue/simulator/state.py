@@ -137,21 +137,35 @@ class SimulatorState:
             unique.setdefault(dedup_key(email), (email.strip(), name))
         duplicates = len(entries) - len(unique)
         now = self.clock()
-        results = [expected_result(email, self.config.seed, name=name, now=now) for email, name in unique.values()]
-        chargeable = [not is_sandbox(email) for email, _ in unique.values()]
+        seed = self.config.seed
+
+        def verdict(email: str, name: str | None) -> dict[str, Any]:
+            return expected_result(email, seed, name=name, now=now)
+
+        pairs = list(unique.values())
+        chargeable = [not is_sandbox(email) for email, _ in pairs]
         extra = duplicates if self.config.charge_duplicates else 0
         cost = sum(chargeable) + extra
         balance = self.credits_of(key)
         if cost > balance:
             raise SimulatorHTTPError(402, f"{balance} credits left")
         self._balances[key] = balance - cost
-        batch = Batch(secrets.token_hex(12), key, now, results, chargeable, duplicates, cost, callback)
+        batch = Batch(secrets.token_hex(12), key, now, pairs, verdict, chargeable, duplicates, cost, callback)
         batch.extra_charge = extra
         self.batch_creations += 1
         batch.fails = self._drawn("batch-fail", self.batch_creations, self.config.batch_fail_rate)
         batch.answer_dropped = self._drawn("drop-create", self.batch_creations, self.config.drop_create_response_rate)
         self._batches[batch.id] = batch
         return batch.view(now, self.config.speed, with_stats=False)
+
+    def compute_verdicts(self, count: int) -> bool:
+        """Draw up to `count` more result objects ahead of need, oldest batch first; True while some are left."""
+        for batch in self._batches.values():
+            if batch.computed < batch.quantity:
+                return batch.compute(batch.computed + count) or any(
+                    b.computed < b.quantity for b in self._batches.values()
+                )
+        return False
 
     def answer_dropped(self, batch_id: str) -> bool:
         """Whether the create of this batch is answered by closing the connection (drop_create_response_rate)."""

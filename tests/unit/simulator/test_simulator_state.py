@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bouncer_queue.simulator import ManualClock, SimulatorConfig, SimulatorHTTPError, SimulatorState
+from bouncer_queue.simulator.results import expected_result
 
 KEY = "key-a"
 
@@ -51,6 +52,27 @@ def test_processed_is_monotonic() -> None:
         clock.advance(0.5)
         seen.append(state.batch_status(KEY, batch_id, with_stats=True)["processed"])
     assert seen == sorted(seen) and seen[-1] == 50
+
+
+def test_verdicts_drawn_ahead_or_on_demand_are_the_same_results() -> None:
+    # A create draws no verdicts (the app's verdict_loop draws them between requests, a little at a time), so
+    # answers must not depend on when, or in how many steps, they were drawn.
+    ahead, ahead_clock = _state(speed=1000.0)
+    lazy, lazy_clock = _state(speed=1000.0)
+    entries = [*_emails(30), ("Deliverable@Sandbox.Usebouncer.com", "crm-1"), ("not an address", None)]
+    ahead_id = ahead.create_batch(KEY, entries, None)["batchId"]
+    lazy_id = lazy.create_batch(KEY, entries, None)["batchId"]
+    steps = 0
+    while ahead.compute_verdicts(7):
+        steps += 1
+    assert steps == 4 and not ahead.compute_verdicts(7)
+    for state, clock, batch_id in ((ahead, ahead_clock, ahead_id), (lazy, lazy_clock, lazy_id)):
+        clock.advance(2.0)
+        assert state.batch_status(KEY, batch_id, with_stats=True)["status"] == "completed"
+    expected = [expected_result(email, "unit", name=name, now=1_700_000_000.0) for email, name in entries]
+    assert ahead.download(KEY, ahead_id, "all") == lazy.download(KEY, lazy_id, "all") == expected
+    ahead_view = ahead.batch_status(KEY, ahead_id, with_stats=True) | {"batchId": "same"}
+    assert ahead_view == lazy.batch_status(KEY, lazy_id, with_stats=True) | {"batchId": "same"}
 
 
 def test_parallel_cap_keeps_extra_batches_queued() -> None:
