@@ -69,6 +69,8 @@ async def finish_at_bouncer(ctx: StageContext, batch: BatchRecord) -> bool:
         await ctx.bouncer.finish_batch(batch.bouncer_batch_id)
     except BatchStateError:
         return False  # "batch has to be running to finish": it completed meanwhile
+    finally:
+        await ctx.limiter.answered(decision)  # counted from its answer on (storage/ratelimit.py)
     log.info("batch finished early", extra={"action": "batch_finished_early", "batch_id": batch.id})
     return True
 

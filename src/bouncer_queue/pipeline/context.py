@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from bouncer_queue.pipeline.precedence import Precedence
+
 if TYPE_CHECKING:
     from bouncer_queue.bouncer import BouncerClient
     from bouncer_queue.config import Settings
@@ -25,6 +27,8 @@ class Limiter(Protocol):
     async def acquire(self, budgets: Sequence[str], endpoint: str) -> Decision: ...
 
     async def peek(self, budgets: Sequence[str]) -> Decision: ...
+
+    async def answered(self, decision: Decision) -> None: ...
 
 
 class Gate(Protocol):
@@ -111,6 +115,8 @@ class StageContext:
     observer: StageObserver = field(default_factory=_NoObserver)
     clock: Callable[[], float] = time.time
     auth_gate: Gate = field(default_factory=lambda: MemoryGate())
+    #: Creates before downloads' heavy steps, within this process (pipeline/precedence.py).
+    precedence: Precedence = field(default_factory=Precedence)
 
 
 class MemoryGate:

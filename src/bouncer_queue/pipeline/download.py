@@ -30,12 +30,17 @@ async def download_batch_results(ctx: StageContext, data: Mapping[str, Any]) -> 
     decision = await ctx.limiter.acquire(["batch"], "batch_download")
     if not decision.allowed:
         raise Defer(decision.wait_ms, "rate limit")
+    # Decoding and storing are the CPU-heavy steps: a create under way in this process goes first.
+    await ctx.precedence.after_urgent()
     try:
         results = await ctx.bouncer.download(batch.bouncer_batch_id)
     except RateLimited as exc:
         raise Defer(ctx.policy.rate_limited_wait_ms, "Bouncer answered 429") from exc
     except BatchStateError as exc:
         raise Defer(ctx.policy.poll_interval_ms, "results not ready yet") from exc
+    finally:
+        await ctx.limiter.answered(decision)  # counted from its answer on (storage/ratelimit.py)
+    await ctx.precedence.after_urgent()
     totals = await ctx.repo.store_results(batch.id, results)
     await ctx.repo.finish_requests(batch.request_id)
     for status, count in Counter(r.status for r in results).items():

@@ -7,6 +7,10 @@ far. The speed comes from the last two polls of our own (progress over our own c
 progress, from Bouncer's `started` time. The aim is a little past the estimate, since an early poll costs a whole
 floor interval more. Without any progress yet (still queued at Bouncer), the wait doubles from the floor: it
 equals the time since the batch was submitted.
+
+A batch that ends beyond the ceiling is polled again early enough to leave at least a floor before its end:
+otherwise a ceiling poll could land just short of the end and the next one, a whole floor later, would find the
+slot idle most of that time. The poll before the end thus also refreshes the estimate the last one aims with.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 #: Aim this share past the estimated end, and at least _MARGIN_S: an early poll holds the slot a floor longer.
-_MARGIN_SHARE = 0.05
+_MARGIN_SHARE = 0.02
 _MARGIN_S = 0.2
 
 
@@ -44,6 +48,8 @@ def next_poll_ms(
     else:
         remaining_s = max(0, quantity - now.processed) / speed
         wait_s = remaining_s + max(_MARGIN_S, remaining_s * _MARGIN_SHARE)
+        if wait_s * 1000 > ceiling_ms:
+            wait_s = min(ceiling_ms / 1000, remaining_s - floor_ms / 1000)
     return max(floor_ms, min(ceiling_ms, int(wait_s * 1000)))
 
 

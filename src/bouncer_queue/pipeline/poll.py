@@ -49,12 +49,15 @@ async def check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None
     except BatchNotFound as exc:
         await _failed(ctx, batch, str(exc))
         return
+    finally:
+        await ctx.limiter.answered(decision)  # counted from its answer on (storage/ratelimit.py)
     status = (info.status or "").lower()
     if status == "completed":
         await ctx.repo.record_batch_completed(batch.id, info.credits)
         log.info("batch completed at Bouncer", extra=event("batch_completed", batch, credits=info.credits))
-        await ctx.enqueuer.enqueue(jobs.download(batch.id, batch.request_id, batch.priority, batch.retries))
+        # The slot's next create first: it starts before this download, which then yields to it.
         await _slot_freed(ctx)
+        await ctx.enqueuer.enqueue(jobs.download(batch.id, batch.request_id, batch.priority, batch.retries))
         return
     if status in _RUNNING or status in _RUNNING_UNDOCUMENTED:
         running = _RUNNING.get(status, BatchState.QUEUED if batch.status == BatchState.SUBMITTING else batch.status)

@@ -43,6 +43,7 @@ from bouncer_queue.pipeline.callbacks import CallbackSecret, new_secret
 from bouncer_queue.pipeline.cancel import finish_at_bouncer, request_cancelled
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
+from bouncer_queue.storage.ratelimit import Decision
 from bouncer_queue.storage.records import BatchEmail, BatchRecord
 from bouncer_queue.storage.repository import ClaimResult
 
@@ -74,6 +75,12 @@ def event(action: str, batch: BatchRecord, **fields: Any) -> dict[str, Any]:
 
 
 async def create_batch(ctx: StageContext, data: Mapping[str, Any]) -> None:
+    # A freed slot earns nothing until this call reaches Bouncer: downloads in this process wait meanwhile.
+    async with ctx.precedence.urgent():
+        await _create_batch(ctx, data)
+
+
+async def _create_batch(ctx: StageContext, data: Mapping[str, Any]) -> None:
     batch = await load_batch(ctx, data)
     if batch.status in _ALREADY_AT_BOUNCER:
         # A redelivered job: the batch was created; make sure it is being watched, and stop.
@@ -88,8 +95,8 @@ async def create_batch(ctx: StageContext, data: Mapping[str, Any]) -> None:
         await ctx.repo.cancel_unsent_batches(batch.request_id)
         return
     secret = new_secret() if ctx.policy.callback_base_url else None
-    emails = await _take_turn(ctx, batch, secret)
-    await _submit(ctx, batch, emails, secret)
+    emails, token = await _take_turn(ctx, batch, secret)
+    await _submit(ctx, batch, emails, secret, token)
 
 
 def _await_unknown_outcome(ctx: StageContext, batch: BatchRecord) -> NoReturn:
@@ -112,7 +119,9 @@ def _since_claim_ms(ctx: StageContext, batch: BatchRecord) -> int:
     return max(0, int((ctx.clock() - batch.updated_at.timestamp()) * 1000))
 
 
-async def _take_turn(ctx: StageContext, batch: BatchRecord, secret: CallbackSecret | None) -> list[BatchEmail]:
+async def _take_turn(
+    ctx: StageContext, batch: BatchRecord, secret: CallbackSecret | None
+) -> tuple[list[BatchEmail], Decision]:
     """Defer unless credits, a batch slot and a rate-limit token are all there; then claim the slot."""
     # Read before the gate and the slots are looked at, so that credits coming back or a slot freed after that
     # look wake this job (queueing/waiters.py).
@@ -139,7 +148,7 @@ async def _take_turn(ctx: StageContext, batch: BatchRecord, secret: CallbackSecr
         raise _wait_for_slot(ctx, ticket)
     if claim == ClaimResult.NOT_PENDING:
         raise Defer(0, "batch changed state; looking again")
-    return emails
+    return emails, decision
 
 
 def _wait_for_slot(ctx: StageContext, ticket: int) -> Defer:
@@ -148,14 +157,15 @@ def _wait_for_slot(ctx: StageContext, ticket: int) -> Defer:
 
 
 async def _submit(
-    ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail], secret: CallbackSecret | None
+    ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail], secret: CallbackSecret | None, token: Decision
 ) -> None:
     """The paid call; every outcome is recorded so that the batch can never be created twice."""
     callback_url = secret.url(ctx.policy.callback_base_url) if secret and ctx.policy.callback_base_url else None
     # Names the process that makes the paid call, for whoever must judge an unknown outcome later.
     log.info("creating the batch at Bouncer", extra=event("batch_create_started", batch, quantity=len(emails)))
+    sent_at = ctx.clock()
     try:
-        info = await ctx.bouncer.create_batch(emails, callback_url=callback_url)
+        info = await _call(ctx, emails, callback_url, token)
     except BouncerUnavailable as exc:
         if exc.request_sent:
             _answer_lost(ctx, batch, exc)
@@ -180,7 +190,14 @@ async def _submit(
         if exc.retryable:
             raise
         raise PermanentFailure(type(exc).__name__, str(exc)) from exc
-    await _record(ctx, batch, info, len(emails))
+    await _record(ctx, batch, info, len(emails), sent_at)
+
+
+async def _call(ctx: StageContext, emails: list[BatchEmail], callback_url: str | None, token: Decision) -> BatchInfo:
+    try:
+        return await ctx.bouncer.create_batch(emails, callback_url=callback_url)
+    finally:
+        await ctx.limiter.answered(token)  # counted from its answer on (storage/ratelimit.py)
 
 
 def _answer_lost(ctx: StageContext, batch: BatchRecord, exc: BouncerUnavailable) -> NoReturn:
@@ -195,7 +212,7 @@ def _answer_lost(ctx: StageContext, batch: BatchRecord, exc: BouncerUnavailable)
     raise PermanentFailure("SubmissionOutcomeUnknown", f"no answer to the create call: {exc}") from exc
 
 
-async def _record(ctx: StageContext, batch: BatchRecord, info: BatchInfo, sent: int) -> None:
+async def _record(ctx: StageContext, batch: BatchRecord, info: BatchInfo, sent: int, sent_at: float) -> None:
     """Store Bouncer's answer and start polling; a failure here is logged with Bouncer's id for an operator."""
     state = BatchState.PROCESSING if info.status == "processing" else BatchState.QUEUED
     try:
@@ -221,6 +238,9 @@ async def _record(ctx: StageContext, batch: BatchRecord, info: BatchInfo, sent: 
         submitted = replace(batch, bouncer_batch_id=info.batch_id)
         with contextlib.suppress(BouncerError):  # best effort: the batch still completes and is stored
             await finish_at_bouncer(ctx, submitted)
+    # The first poll comes a floor after the call started, not after this bookkeeping: the batch's slot is held
+    # until a poll sees it done, so every ms added here is a ms the slot idles.
+    first_poll_ms = max(0, ctx.policy.poll_min_ms - int((ctx.clock() - sent_at) * 1000))
     await ctx.enqueuer.enqueue(
-        jobs.check_status(batch.id, batch.request_id, batch.priority, ctx.policy.poll_min_ms, batch.retries)
+        jobs.check_status(batch.id, batch.request_id, batch.priority, first_poll_ms, batch.retries)
     )

@@ -16,6 +16,14 @@ processes could both see 179 and both take the 180th slot. Each engine gets the 
   UPDATE as the first statement takes the same lock on an engine that begins DEFERRED, before anything is read.
 
 Locks are taken in sorted budget order so two multi-budget calls cannot deadlock.
+
+When the call counts: Bouncer counts a request when it arrives, which is after our token was taken (the body is
+built and sent in between). Were our rows kept at the token's time, a call that took long to arrive could still
+count in Bouncer's window after it left ours, and a token taken the moment our window frees would be one too many
+for Bouncer's (a 429). So once the answer is in, `answered(decision)` moves the call's rows to the answer's time,
+which is never before Bouncer counted it: each of our windows then holds every call Bouncer's may hold. While the
+call is under way its rows keep the token's time, which is before the call reaches Bouncer and so also counted.
+Moving a row later only ever makes a check stricter, so it needs no lock.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Table, delete, false, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -62,11 +70,22 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Token:
+    """The log rows one granted call wrote: its budgets, endpoint and time; `answered` moves them later."""
+
+    budgets: tuple[str, ...]
+    endpoint: str
+    at: float
+
+
+@dataclass(frozen=True)
 class Decision:
-    """The answer of `acquire`: go now, or wait `wait_ms` before asking again."""
+    """The answer of `acquire`: go now (with the `token` to hand to `answered`), or wait `wait_ms`."""
 
     allowed: bool
     wait_ms: int = 0
+    #: Not part of the answer's value: a grant equals GO whatever rows it wrote.
+    token: Token | None = field(default=None, compare=False)
 
 
 GO = Decision(allowed=True)
@@ -124,7 +143,23 @@ class RateLimiter:
                 return Decision(allowed=False, wait_ms=ceil_ms(max(waits)))
             rows = [{"budget": n, "endpoint": endpoint, "requested_at": now, "worker": self._worker} for n in names]
             await conn.execute(insert(self._table), rows)
-            return GO
+            return Decision(allowed=True, token=Token(tuple(names), endpoint, now))
+
+    async def answered(self, decision: Decision) -> None:
+        """The call granted by `decision` has its answer (or failed): count it from now on, not from its token."""
+        token = decision.token
+        if token is None:
+            return
+        t = self._table
+        worker = t.c.worker.is_(None) if self._worker is None else t.c.worker == self._worker
+        query = (
+            update(t)
+            .where(t.c.budget.in_(token.budgets), t.c.endpoint == token.endpoint, t.c.requested_at == token.at)
+            .where(worker)
+            .values(requested_at=max(self._clock(), token.at))
+        )
+        async with self._db.guard("record a call's answer in the rate-limit log"), self._db.write() as conn:
+            await conn.execute(query)
 
     async def peek(self, budgets: Sequence[str]) -> Decision:
         """Whether `acquire` would go now, taking nothing and no lock: a hint (another process may take the slot

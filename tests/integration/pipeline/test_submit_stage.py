@@ -36,6 +36,9 @@ class NoTokens:
     async def peek(self, budgets: object) -> Decision:
         return Decision(allowed=False, wait_ms=1_000)
 
+    async def answered(self, decision: Decision) -> None:
+        return None
+
 
 async def test_a_created_batch_is_recorded_and_watched(world: Callable[[Responder], StageContext]) -> None:
     ctx = world(answer(200, BATCH_OK))

@@ -142,6 +142,23 @@ async def test_a_refusal_writes_nothing_and_a_go_logs_endpoint_and_worker(engine
     assert await _log(engine) == [("batch", "download", T0, "host-1:42")]
 
 
+async def test_a_call_counts_from_its_answer_so_no_window_of_bouncers_holds_more(engine: AsyncEngine, clock: FakeClock):
+    # Bouncer counts a call when it arrives, after our token: the call's rows move to its answer's time, so the
+    # next token waits a window from the answer, never only from the token (which would allow one call too many
+    # in Bouncer's window when a call took long to arrive).
+    limiter = RateLimiter(engine, {"batch": Budget(1, 60), "create": Budget(1, 60)}, clock=clock, worker="w")
+    decision = await limiter.acquire(["batch", "create"], "create")
+    clock.advance(3)  # the call is under way; it holds its budgets from the token's time meanwhile
+    assert await limiter.acquire(["batch"], "status") == Decision(allowed=False, wait_ms=57_000)
+    await limiter.answered(decision)
+    assert await _log(engine) == [("batch", "create", T0 + 3, "w"), ("create", "create", T0 + 3, "w")]
+    clock.advance(57)  # a window after the token, but not after the answer
+    assert await limiter.acquire(["batch"], "status") == Decision(allowed=False, wait_ms=3_000)
+    clock.advance(3)
+    assert await limiter.acquire(["batch"], "status") == GO
+    await limiter.answered(Decision(allowed=False, wait_ms=5))  # a refusal wrote nothing: nothing to move
+
+
 async def test_peek_tells_what_acquire_would_answer_and_takes_nothing(engine: AsyncEngine, clock: FakeClock):
     limiter = RateLimiter(engine, {"batch": Budget(1, 60), "create": Budget(1, 30)}, clock=clock)
 

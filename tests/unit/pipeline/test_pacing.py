@@ -15,16 +15,16 @@ def at(seconds: float) -> datetime:
 
 
 def test_the_next_poll_aims_just_past_the_end_at_the_speed_seen_between_two_polls() -> None:
-    # 1,000 done at t=2, 3,000 at t=6: 500 per second, 7,000 left = 14 s, plus a 5 % margin.
+    # 1,000 done at t=2, 3,000 at t=6: 500 per second, 7,000 left = 14 s, plus a 2 % margin.
     delay = next_poll_ms(
         10_000, Progress(3_000, T0 + 6), previous=Progress(1_000, T0 + 2), started=None, submitted=at(0), **LIMITS
     )
-    assert delay == 14_700
+    assert delay == 14_280
 
 
 def test_after_the_first_progress_the_speed_comes_from_bouncers_start_time() -> None:
     delay = next_poll_ms(10_000, Progress(5_000, T0 + 11), previous=None, started=at(1), submitted=at(0), **LIMITS)
-    assert delay == 10_500
+    assert delay == 10_200
 
 
 def test_a_batch_about_to_finish_is_polled_at_the_floor_and_a_long_one_at_the_ceiling() -> None:
@@ -45,4 +45,17 @@ def test_progress_that_did_not_move_since_the_last_poll_falls_back_to_the_start_
     delay = next_poll_ms(
         10_000, Progress(4_000, T0 + 10), previous=Progress(4_000, T0 + 8), started=at(0), submitted=at(0), **LIMITS
     )
-    assert delay == 15_000  # 400 per second: 15 s left, at the ceiling
+    assert delay == 13_000  # 400 per second: 15 s left, beyond the ceiling: a floor before the end
+
+
+def test_a_batch_ending_beyond_the_ceiling_is_next_polled_a_floor_before_its_end_then_just_past_it() -> None:
+    # 500 per second from Bouncer's start: 15.5 s left is beyond the 15 s ceiling, so look again 2 s before the
+    # end (not at the ceiling, 0.5 s before it, which would leave the slot idle for most of a floor after it).
+    first = next_poll_ms(10_000, Progress(2_250, T0 + 4.5), previous=None, started=at(0), submitted=at(0), **LIMITS)
+    assert first == 13_500
+    last = next_poll_ms(
+        10_000, Progress(9_000, T0 + 18), previous=Progress(2_250, T0 + 4.5), started=at(0), submitted=at(0), **LIMITS
+    )
+    assert last == 2_200  # 2 s left plus the 0.2 s margin
+    far = next_poll_ms(100_000, Progress(10, T0 + 20), previous=None, started=at(0), submitted=at(0), **LIMITS)
+    assert far == 15_000
