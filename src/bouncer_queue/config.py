@@ -86,7 +86,9 @@ class Settings(BaseSettings):
 
     # Queues (seed, "Queue Types"). The shared limiter above is the one authority on call rates, so the per-queue
     # bullmq limiters are off (0) by default; the seed's figures (10, 50, 20 per minute) can still be set.
-    email_verification_concurrency: int = Field(default=5, ge=1)
+    # Create jobs: one per batch slot (the seed had 5), so a wave of 15 creates reads its addresses at once
+    # instead of in three rounds; the slots and the shared limiter, not this, bound how many reach Bouncer.
+    email_verification_concurrency: int = Field(default=15, ge=1)
     email_verification_limit: int = Field(default=0, ge=0)
     batch_status_concurrency: int = Field(default=10, ge=1)
     batch_status_limit: int = Field(default=0, ge=0)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
@@ -104,9 +104,12 @@ class BouncerClient:
         response = await self._request("batch_status", "GET", _batch_path(batch_id), params=params)
         return _parse(response, BatchInfo.model_validate)
 
-    async def download(self, batch_id: str, *, filter: str = "all") -> list[ResultRow]:
+    async def download(
+        self, batch_id: str, *, filter: str = "all", pause: Callable[[], Awaitable[None]] | None = None
+    ) -> list[ResultRow]:
         """The results of a completed batch, optionally only one status (`filter`): decoded once into rows that
-        keep each result's text as Bouncer sent it (schemas.iter_result_rows)."""
+        keep each result's text as Bouncer sent it (schemas.iter_result_rows). `pause` is awaited between
+        chunks of rows (default: one turn of the event loop), so the caller can hold the decoding back."""
         path = f"{_batch_path(batch_id)}/download"
         response = await self._request("batch_download", "GET", path, params={"download": filter})
         rows: list[ResultRow] = []
@@ -116,7 +119,7 @@ class BouncerClient:
                 if len(rows) % _ROWS_BETWEEN_YIELDS == 0:
                     # Up to 100,000 rows take a while: let the process's creates and polls run meanwhile, so a
                     # download never holds up refilling a batch slot.
-                    await asyncio.sleep(0)
+                    await (pause() if pause is not None else asyncio.sleep(0))
         except ValueError as exc:
             raise _unreadable(response, exc) from None
         return rows

@@ -9,9 +9,10 @@ that keep each result's text as Bouncer sent it (bouncer/schemas.result_rows), s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bouncer_queue.bouncer import BatchStateError, RateLimited
@@ -23,6 +24,16 @@ from bouncer_queue.pipeline.submit import event, load_batch
 log = logging.getLogger(__name__)
 
 
+def _between_chunks(ctx: StageContext) -> Callable[[], Awaitable[None]]:
+    """Between chunks of decoded rows: one turn of the event loop, and none while a create is under way."""
+
+    async def pause() -> None:
+        await asyncio.sleep(0)
+        await ctx.precedence.after_urgent()
+
+    return pause
+
+
 async def download_batch_results(ctx: StageContext, data: Mapping[str, Any]) -> None:
     batch = await load_batch(ctx, data)
     if batch.status != BatchState.COMPLETED or batch.bouncer_batch_id is None:
@@ -30,10 +41,11 @@ async def download_batch_results(ctx: StageContext, data: Mapping[str, Any]) -> 
     decision = await ctx.limiter.acquire(["batch"], "batch_download")
     if not decision.allowed:
         raise Defer(decision.wait_ms, "rate limit")
-    # Decoding and storing are the CPU-heavy steps: a create under way in this process goes first.
+    # Decoding and storing are the CPU-heavy steps: a create under way in this process goes first, also when it
+    # starts while this download decodes.
     await ctx.precedence.after_urgent()
     try:
-        results = await ctx.bouncer.download(batch.bouncer_batch_id)
+        results = await ctx.bouncer.download(batch.bouncer_batch_id, pause=_between_chunks(ctx))
     except RateLimited as exc:
         raise Defer(ctx.policy.rate_limited_wait_ms, "Bouncer answered 429") from exc
     except BatchStateError as exc:

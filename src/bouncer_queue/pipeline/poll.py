@@ -31,6 +31,12 @@ _AT_BOUNCER = (BatchState.SUBMITTING, BatchState.QUEUED, BatchState.PROCESSING)
 
 
 async def check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None:
+    # A poll that finds its batch done frees a slot: downloads in this process wait for it (pipeline/precedence.py).
+    async with ctx.precedence.urgent():
+        await _check_batch_status(ctx, data)
+
+
+async def _check_batch_status(ctx: StageContext, data: Mapping[str, Any]) -> None:
     batch = await load_batch(ctx, data)
     if batch.status == BatchState.COMPLETED:
         # A redelivered job: the last run may have stopped between freeing the slot and waking a waiter.

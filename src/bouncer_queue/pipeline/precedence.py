@@ -1,13 +1,14 @@
-"""Precedence: in one process, a create call goes before the CPU-heavy part of downloads.
+"""Precedence: in one process, creates and polls go before the CPU-heavy part of downloads.
 
 A freed batch slot earns nothing until its next create reaches Bouncer, while a download that waits a moment
 delays nothing but its own results. In one process every stage shares one event loop, and decoding and storing
 a 10,000-result download is a few hundred ms of CPU in chunks: a woken create, which needs a dozen database and
 Redis round trips, would wait behind every chunk of every download in progress and reach Bouncer seconds late.
-So a create holds `urgent()` while it runs, and a download calls `after_urgent()` before each of its heavy
-steps; the download waits only while some create is under way in this process, and never longer than
-`MAX_WAIT_SECONDS` at a time (a create call to a slow Bouncer must not hold every download). Other processes
-are unaffected: each has its own event loop.
+So a create holds `urgent()` while it runs, and so does a poll (one that finds its batch done frees the
+slot); a download calls `after_urgent()` before each of its heavy steps and between chunks of decoding. It
+waits only while some create or poll is under way in this process, and never longer than `MAX_WAIT_SECONDS`
+at a time (a create call to a slow Bouncer must not hold every download). Other processes are unaffected:
+each has its own event loop.
 """
 
 from __future__ import annotations
