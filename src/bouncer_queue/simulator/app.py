@@ -47,6 +47,7 @@ BATCH_PATH = "/v1.1/email/verify/batch/{batch_id}"
 #: Verdicts drawn between two looks at the requests (about 10 ms of work), and the pause when none are left.
 _VERDICTS_PER_STEP = 200
 _VERDICT_IDLE_SECONDS = 0.05
+_VERDICT_YIELD_SECONDS = 0.005
 #: Scope key a handler sets to have its answer dropped (the connection closed instead).
 _DROP_ANSWER = "simulator.drop_answer"
 
@@ -88,10 +89,12 @@ def create_app(
     `sleep` waits out real-time verify latency; tests pass a recording fake.
     """
 
+    busy = Busy()
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(callback_loop(state, callback_transport))]
-        tasks.append(asyncio.create_task(verdict_loop(state)))
+        tasks.append(asyncio.create_task(verdict_loop(state, busy)))
         try:
             yield
         finally:
@@ -106,17 +109,20 @@ def create_app(
     app.include_router(_api_router(state, sleep))
     app.include_router(_toxicity_router(state))
     app.include_router(_introspection_router(state))
-    app.middleware("http")(_request_logger(state))
+    app.middleware("http")(_request_logger(state, busy))
     app.add_exception_handler(SimulatorHTTPError, _error_handler(state))
     app.add_exception_handler(StarletteHTTPException, _error_handler(state))
     return app
 
 
-async def verdict_loop(state: SimulatorState) -> None:
-    """Draw the verdicts of new batches a little at a time between requests, until cancelled: a create answers
-    without drawing them, and its batch's results are ready by the time it completes."""
+async def verdict_loop(state: SimulatorState, busy: Busy) -> None:
+    """Draw the verdicts of new batches a little at a time while no request is being answered, until
+    cancelled: a create answers without drawing them, and its batch's results are ready by the time it
+    completes (or drawn then, on demand). Requests come first, as they would at Bouncer's many servers."""
     while True:
-        if state.compute_verdicts(_VERDICTS_PER_STEP):
+        if busy.count:
+            await asyncio.sleep(_VERDICT_YIELD_SECONDS)
+        elif state.compute_verdicts(_VERDICTS_PER_STEP):
             await asyncio.sleep(0)
         else:
             await asyncio.sleep(_VERDICT_IDLE_SECONDS)
@@ -143,9 +149,20 @@ def _error_handler(state: SimulatorState) -> Callable[[Request, Exception], Awai
     return handle
 
 
-def _request_logger(state: SimulatorState) -> Callable[..., Awaitable[Response]]:
+class Busy:
+    """How many requests are being answered right now: verdicts are drawn ahead only when none is."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def _request_logger(state: SimulatorState, busy: Busy) -> Callable[..., Awaitable[Response]]:
     async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
+        busy.count += 1
+        try:
+            response = await call_next(request)
+        finally:
+            busy.count -= 1
         status = 0 if request.scope.get(_DROP_ANSWER) else response.status_code
         state.record_request(request.method, request.url.path, status, api_key_of(request))
         return response
