@@ -70,6 +70,7 @@ class BatchState(StrEnum):
 class RequestState(StrEnum):
     """Where one request stands (Bouncer_Requests.status)."""
 
+    INGESTING = "ingesting"  #: its list is still being stored (chunk by chunk); its first batches may be running
     ACTIVE = "active"  #: stored; some of its batches are not finished
     FINISHED = "finished"  #: every batch is downloaded or dead
     CANCELLED = "cancelled"  #: stopped by a user; unsent batches are never sent

@@ -4,8 +4,10 @@ A request's batches hold their billable count in reserve while they wait (pendin
 request starting now sees the balance Bouncer reported minus what others will spend: two requests started
 together cannot both count on one balance. The check runs twice: before the list is stored (a quick refusal, from
 the estimate) and inside the ingest transaction under the reservation lock (storage/credits.py), where a
-concurrent request's reservation is certain to be seen. Batches sent after the balance was read still count as
-held, since that balance did not show them yet.
+concurrent request's reservation is certain to be seen. There the list is stored chunk by chunk, so the check
+runs with each chunk on the request's cost so far: a refusal stops the list at that chunk, and what was stored
+before it (which the credits cover) goes on; the same list stored again once credits allow resumes the rest.
+Batches sent after the balance was read still count as held, since that balance did not show them yet.
 
 `--max-credits N` caps what the request may cost; `--allow-partial` starts it anyway: its batches go out while
 credits last, and when Bouncer answers 402 the credits gate holds every submission until a top-up.
@@ -36,15 +38,12 @@ class CreditLimit:
         if self.allow_partial:
             return None
         if self.max_credits is not None and billable > self.max_credits:
-            return (
-                f"this list needs {billable} credits, more than --max-credits {self.max_credits}; "
-                "nothing was stored (--allow-partial starts it anyway)"
-            )
+            return f"this list needs {billable} credits, more than --max-credits {self.max_credits}"
         if self.available is not None and billable > self.available - reserved:
             held = f", {reserved} of them held by requests not yet submitted" if reserved else ""
             return (
                 f"this list needs {billable} credits but {max(self.available - reserved, 0)} are available "
-                f"({self.available} at Bouncer{held}); nothing was stored (--allow-partial starts it anyway)"
+                f"({self.available} at Bouncer{held})"
             )
         return None
 

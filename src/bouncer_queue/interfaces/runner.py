@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -348,7 +348,14 @@ async def _resume_or_submit(
     the skipped rows for people)."""
     fingerprint = options.fingerprint(path)
     earlier = None if options.new else await manager.find_request(fingerprint)
-    if earlier is not None and earlier.status != RequestState.CANCELLED:
+    if earlier is not None and earlier.status == RequestState.INGESTING:
+        # Its list was not stored whole (a crash, an error, a refusal): store the rest under the same request.
+        console.print(
+            f"this list was being stored as request [bold]{earlier.request_id}[/bold]: storing the rest of it",
+            highlight=False,
+        )
+        options = replace(options, request_id=earlier.request_id)
+    elif earlier is not None and earlier.status != RequestState.CANCELLED:
         done = earlier.status == RequestState.FINISHED
         console.print(
             f"this list was submitted before as request [bold]{earlier.request_id}[/bold] "

@@ -1,14 +1,22 @@
-"""Stage 1, ingest: the seed's addEmailsToQueue.
+"""Stage 1, ingest: the seed's addEmailsToQueue, streamed.
 
-Stores every address of a request (Bouncer_Queue) and its batches (Bouncer_Batches) in one transaction, and
-only then enqueues one create-batch job per batch. Input (an iterable, or an async one) is consumed as a stream,
-BATCH_SIZE rows at a time, so a list of a million addresses never sits whole in memory. If enqueueing fails
-after the commit (Redis down), nothing is lost: the batches are pending in the ledger and `recover` enqueues
-them again. A request id that is already stored is answered with that request, and nothing is stored again.
+Stores a request's addresses (Bouncer_Queue) BATCH_SIZE at a time, each chunk with its batch in a transaction of
+its own, and enqueues the chunk's create-batch job right after its commit, while the rest of the list is still
+being read: Bouncer starts on the first batch within about a second, not after the whole list is stored. The
+request is `ingesting` meanwhile (storage/ingest.py), and `active` once the last chunk is in. If enqueueing fails
+(Redis down), storing goes on and the jobs are enqueued again at the end; if that fails too, nothing is lost: the
+batches are pending in the ledger and `recover` enqueues them.
+
+A request id (or idempotency key) that is already stored is answered with that request, and nothing is stored
+again, unless the request is still `ingesting` (a run stopped by a crash, an error or a refusal): then this call
+resumes it, storing the rows after its highest stored row number. A failure that leaves a part stored says so in
+its message, with the request id to resume or cancel; one in the first chunk stores nothing.
 
 Credits (credits/): each chunk passes the syntax pre-filter before it is stored, and `CreditOptions` ask the
-storage step to answer from the result cache and to check the request's credits before the commit. A list whose
-every address is answered without Bouncer stores no batch and enqueues nothing.
+storage step to answer from the result cache and to check the request's running cost with each chunk. A refusal
+stops the list there: the chunks already stored fit the credits and go on being verified, and running the same
+command again (once credits allow) stores the rest. A list whose every address is answered without Bouncer stores
+no batch and enqueues nothing.
 """
 
 from __future__ import annotations
@@ -22,14 +30,14 @@ from typing import TYPE_CHECKING
 
 from bouncer_queue.credits.cache import cache_since
 from bouncer_queue.credits.prefilter import mark_invalid
-from bouncer_queue.domain import Priority
+from bouncer_queue.domain import Priority, RequestState
 from bouncer_queue.emails import normalize_email
-from bouncer_queue.errors import InputError, StorageError
+from bouncer_queue.errors import CreditsRefused, InputError, QueueBackendError, StorageError
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.storage.records import CreditCheck, EmailRow, RequestInfo
 
 if TYPE_CHECKING:
-    from bouncer_queue.pipeline.ports import Enqueuer
+    from bouncer_queue.pipeline.ports import Enqueuer, JobSpec
     from bouncer_queue.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -153,12 +161,12 @@ async def add_emails_to_queue(
     credits: CreditOptions | None = None,
     on_stored: Callable[[str], Awaitable[None]] | None = None,
 ) -> AddResult:
-    """Store a request's addresses, split them into batches, and enqueue one create-batch job per batch;
-    `on_stored(request_id)` runs between the two (a summary printed before anything can be sent).
+    """Store a request's addresses chunk by chunk, enqueueing each chunk's create-batch job once it is stored;
+    `on_stored(request_id)` runs when the whole list is stored (a summary printed while it is verified).
 
     `fingerprint` (the list's content and result-shaping options) lets a later run find the request again.
     With `tracking.idempotency_key` set and a request stored under that key, that request is returned
-    (`existing`) and `emails` is not read."""
+    (`existing`) and `emails` is not read; a request still `ingesting` (by id or key) is resumed instead."""
     if not user_id or not str(user_id).strip():
         raise InputError("user_id is required")
     if delay_ms < 0:
@@ -167,18 +175,20 @@ async def add_emails_to_queue(
         level = Priority.parse(priority)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    if request_id is not None and (stored := await repo.get_request(request_id)) is not None:
-        log.info("request already stored", extra={"action": "request_exists", "request_id": request_id})
-        return AddResult(request_id, stored.total_emails, stored.batch_count, (), existing=True)
     tracking = tracking or Tracking()
-    if tracking.idempotency_key and (earlier := await repo.find_request_by_idempotency_key(tracking.idempotency_key)):
+    earlier = await repo.get_request(request_id) if request_id is not None else None
+    if earlier is None and tracking.idempotency_key:
+        earlier = await repo.find_request_by_idempotency_key(tracking.idempotency_key)
+    if earlier is not None and earlier.status != RequestState.INGESTING:
+        log.info("request already stored", extra={"action": "request_exists", "request_id": earlier.request_id})
         return AddResult(earlier.request_id, earlier.total_emails, earlier.batch_count, (), existing=True)
     spending = credits or CreditOptions()
     request = RequestInfo(
-        request_id=request_id or uuid.uuid4().hex,
+        request_id=earlier.request_id if earlier is not None else request_id or uuid.uuid4().hex,
         user_id=str(user_id),
-        priority=level,
-        delay_ms=delay_ms,
+        # A resumed request keeps what it was stored with: its batches and jobs must agree.
+        priority=earlier.priority if earlier is not None else level,
+        delay_ms=earlier.delay_ms if earlier is not None else delay_ms,
         fingerprint=fingerprint,
         source=source,
         idempotency_key=tracking.idempotency_key,
@@ -186,14 +196,17 @@ async def add_emails_to_queue(
         cache_since=spending.cache_since(),
         credit_check=spending.check,
     )
+    if earlier is not None:
+        log.info("resuming a request", extra={"action": "request_resumed", "request_id": request.request_id})
     counter = [0]
+    jobs_left = _JobsLeft(enqueuer, request)
     try:
         chunks = (
             achunked(emails, batch_size, counter)
             if isinstance(emails, AsyncIterable)
             else chunked(emails, batch_size, counter)
         )
-        batch_ids = await repo.ingest_request(request, chunks)
+        batch_ids = await repo.ingest_request(request, chunks, on_batch=jobs_left.enqueue, resume=earlier is not None)
     except StorageError:
         # Two first requests with one key at once: the unique key let one in; the other returns it.
         if tracking.idempotency_key and (
@@ -201,17 +214,61 @@ async def add_emails_to_queue(
         ):
             return AddResult(winner.request_id, winner.total_emails, winner.batch_count, (), existing=True)
         raise
+    except (InputError, CreditsRefused) as exc:
+        raise await _what_was_stored(repo, request.request_id, exc) from exc
     log.info(
         "request stored: %d emails in %d batches",
         counter[0],
         len(batch_ids),
         extra={"action": "request_stored", "request_id": request.request_id, "emails": counter[0]},
     )
+    await jobs_left.flush()
     record = await repo.get_request(request.request_id)
     billable = record.billable if record is not None else 0
+    total, batches = (record.total_emails, record.batch_count) if record is not None else (counter[0], len(batch_ids))
     if on_stored is not None:
         await on_stored(request.request_id)
-    if not batch_ids:  # every address was answered without Bouncer: the request is already done
-        await repo.finish_requests(request.request_id)
-    await enqueuer.enqueue_many([jobs.create_batch(b, request.request_id, level, delay_ms) for b in batch_ids])
-    return AddResult(request.request_id, counter[0], len(batch_ids), tuple(batch_ids), billable=billable)
+    return AddResult(request.request_id, total, batches, tuple(batch_ids), billable=billable)
+
+
+class _JobsLeft:
+    """Enqueues each stored batch's create job at once; one that Redis refused waits for `flush`, after the list,
+    so a Redis outage does not stop the list half stored."""
+
+    def __init__(self, enqueuer: Enqueuer, request: RequestInfo) -> None:
+        self._enqueuer = enqueuer
+        self._request = request
+        self._waiting: list[int] = []
+
+    async def enqueue(self, batch_id: int) -> None:
+        if not self._waiting:
+            try:
+                await self._enqueuer.enqueue_many([self._job(batch_id)])
+                return
+            except QueueBackendError as exc:
+                log.warning("enqueueing a batch failed: %s; storing goes on", exc, extra={"action": "enqueue_later"})
+        self._waiting.append(batch_id)
+
+    async def flush(self) -> None:
+        """Enqueue the jobs refused before; raises if Redis still refuses (the reconciler enqueues them later)."""
+        if self._waiting:
+            await self._enqueuer.enqueue_many([self._job(b) for b in self._waiting])
+            self._waiting.clear()
+
+    def _job(self, batch_id: int) -> JobSpec:
+        request = self._request
+        return jobs.create_batch(batch_id, request.request_id, request.priority, request.delay_ms)
+
+
+async def _what_was_stored(repo: Repository, request_id: str, error: InputError | CreditsRefused) -> Exception:
+    """The error, saying what it left: nothing, or a part that is being verified and can be resumed."""
+    stored = await repo.get_request(request_id)
+    if stored is None or stored.status != RequestState.INGESTING:
+        if isinstance(error, CreditsRefused) and stored is None:
+            return CreditsRefused(f"{error.message}; nothing was stored (--allow-partial starts it anyway)")
+        return error
+    return type(error)(
+        f"{error.message}; the {stored.total_emails} addresses before it are stored as request {stored.request_id}, "
+        f"which goes on verifying them: store the same list again under that request to resume it (verify FILE, "
+        f"submit --request-id {stored.request_id}), or cancel it"
+    )

@@ -1,10 +1,11 @@
 """Credits in the ledger: which stored rows are billable, what is held in reserve, and what was spent.
 
-`settle_billable` runs inside the ingest transaction (ingest.py), after every row is stored: it answers from
-earlier requests' results what the cache may answer (set-based, one INSERT ... SELECT and one UPDATE, whatever the
-list's size), recounts the batches (a batch left empty is deleted), records the request's billable count, and
-asks the request's CreditCheck under the reservation lock, so that two requests stored at once cannot both count
-on one balance. `CreditQueries` reads the credits held and spent, per request and in all.
+`settle_billable` runs inside each chunk's ingest transaction (ingest.py), once the chunk's rows are stored: it
+answers from earlier requests' results what the cache may answer of the chunk's batch (set-based, one INSERT ...
+SELECT and one UPDATE, whatever its size), recounts that batch (deleted when left empty), records the request's
+running billable count, and asks the request's CreditCheck with it under the reservation lock, so that two
+requests stored at once cannot both count on one balance. A refusal rolls the chunk back: the list stops there.
+`CreditQueries` reads the credits held and spent, per request and in all.
 
 Reserved credits are the billable addresses of batches not yet at Bouncer (pending, or failed and due for a
 retry); spent ones are those of batches Bouncer has, at what it charged once it says (`credits_used`).
@@ -53,11 +54,11 @@ class CreditQueries(Queries):
 
     @translated("read credits")
     async def request_credits(self, request_ids: list[str] | None = None) -> list[RequestCredits]:
-        """Per request (the active ones unless `request_ids` is given), oldest first."""
+        """Per request (the active and ingesting ones unless `request_ids` is given), oldest first."""
         where = (
             RequestModel.request_id.in_(request_ids)
             if request_ids is not None
-            else RequestModel.status == RequestState.ACTIVE.value
+            else RequestModel.status.in_((RequestState.ACTIVE.value, RequestState.INGESTING.value))
         )
         query = (
             select(RequestModel.request_id, RequestModel.billable, *_held_and_spent())
@@ -98,28 +99,30 @@ async def spent_and_reserved(conn: AsyncConnection, request_id: str) -> tuple[in
     return int(row.spent or 0), int(row.reserved or 0)
 
 
-async def settle_billable(conn: AsyncConnection, request: RequestInfo, batch_ids: list[int]) -> list[int]:
-    """After ingest stored the rows: cache answers, recount, record and check the billable count; the batch ids
-    that remain. Raises CreditsRefused (rolling the request back) when its CreditCheck refuses."""
+async def settle_billable(conn: AsyncConnection, request: RequestInfo, batch_id: int, moved: int = 0) -> int | None:
+    """After ingest stored a chunk in `batch_id` (and `moved` of its rows out, to earlier batches): cache answers,
+    recount the batch, record and check the request's billable count so far; the batch id, or None when nothing
+    of it is left to send. Raises CreditsRefused (rolling the chunk back) when the request's CreditCheck refuses."""
     request_id = request.request_id
-    if request.cache_since is not None and batch_ids and await answer_from_cache(conn, request_id, request.cache_since):
-        batch_ids = await recount_batches(conn, request_id)
+    if request.cache_since is not None:
+        moved += await answer_from_cache(conn, request_id, batch_id, request.cache_since)
+    kept = await recount_batch(conn, batch_id) if moved else True
     billable = await _billable(conn, request_id)
     await conn.execute(update(RequestModel).where(RequestModel.request_id == request_id).values(billable=billable))
-    if request.credit_check is not None:
+    if request.credit_check is not None and kept:
         reserved = await reserved_by_others(conn, request_id, request.credit_check.checked_at)
         refusal = request.credit_check.refusal(billable, reserved)
         if refusal is not None:
             raise CreditsRefused(refusal)
-    return batch_ids
+    return batch_id if kept else None
 
 
-async def answer_from_cache(conn: AsyncConnection, request_id: str, since: datetime) -> int:
-    """Copy the newest answer (since `since`, from another request) of each of the request's unsent addresses,
-    as source `cache` with its first `verified_at`, and take those rows out of their batches; how many rows."""
-    keys = select(func.lower(QueueModel.email)).where(
-        QueueModel.request_id == request_id, QueueModel.status == EmailState.BATCHED.value
-    )
+async def answer_from_cache(conn: AsyncConnection, request_id: str, batch_id: int, since: datetime) -> int:
+    """Copy the newest answer (since `since`, from another request) of each address of the unsent batch
+    `batch_id`, as source `cache` with its first `verified_at`, and take those rows out of the batch; how many
+    rows. The batch holds no key the request has an answer for yet (repeats.py moved those out)."""
+    mine = (QueueModel.batch_id == batch_id) & (QueueModel.status == EmailState.BATCHED.value)
+    keys = select(func.lower(QueueModel.email)).where(mine)
     newest = (
         select(func.max(ResultModel.id))
         .where(ResultModel.email.in_(keys), ResultModel.request_id != request_id, _reusable(since))
@@ -135,8 +138,7 @@ async def answer_from_cache(conn: AsyncConnection, request_id: str, since: datet
     cached = select(ResultModel.email).where(ResultModel.request_id == request_id, ResultModel.source == CACHE_SOURCE)
     answered = (
         update(QueueModel)
-        .where(QueueModel.request_id == request_id, QueueModel.status == EmailState.BATCHED.value)
-        .where(func.lower(QueueModel.email).in_(cached))
+        .where(mine, func.lower(QueueModel.email).in_(cached))
         .values(status=EmailState.COMPLETED.value, batch_id=None, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -148,23 +150,18 @@ def _reusable(since: datetime) -> Any:
     return ResultModel.verified_at >= since
 
 
-async def recount_batches(conn: AsyncConnection, request_id: str) -> list[int]:
-    """Set each batch's quantity (rows) and billable count (unique addresses) to what it now holds, delete the
-    batches left empty; the ids that remain, in order."""
-    query = (
-        select(QueueModel.batch_id, func.count(), func.count(func.distinct(func.lower(QueueModel.email))))
-        .where(QueueModel.request_id == request_id, QueueModel.batch_id.is_not(None))
-        .group_by(QueueModel.batch_id)
+async def recount_batch(conn: AsyncConnection, batch_id: int) -> bool:
+    """Set the new batch's quantity (rows) and billable count (unique addresses) to what it now holds, or delete
+    it when it holds nothing; whether it is kept."""
+    query = select(func.count(), func.count(func.distinct(func.lower(QueueModel.email)))).where(
+        QueueModel.batch_id == batch_id
     )
-    counts = {b: (int(rows), int(unique)) for b, rows, unique in (await conn.execute(query)).all()}
-    all_ids = select(BatchModel.id).where(BatchModel.request_id == request_id).order_by(BatchModel.id)
-    batch_ids = list((await conn.scalars(all_ids)).all())
-    empty = [b for b in batch_ids if b not in counts]
-    if empty:
-        await conn.execute(delete(BatchModel).where(BatchModel.id.in_(empty)))
-    for batch_id, (rows, unique) in counts.items():
-        await conn.execute(update(BatchModel).where(BatchModel.id == batch_id).values(quantity=rows, billable=unique))
-    return [b for b in batch_ids if b in counts]
+    rows, unique = (await conn.execute(query)).one()
+    if not rows:
+        await conn.execute(delete(BatchModel).where(BatchModel.id == batch_id))
+        return False
+    await conn.execute(update(BatchModel).where(BatchModel.id == batch_id).values(quantity=rows, billable=unique))
+    return True
 
 
 async def reserved_by_others(conn: AsyncConnection, request_id: str, checked_at: datetime) -> int:

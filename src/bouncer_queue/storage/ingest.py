@@ -1,17 +1,25 @@
 """Requests: storing one as pending batches of emails (the first pipeline stage), and asking about it later.
 
-`ingest_request` writes a whole request in ONE transaction through storage/bulk.py, the engine's fast path, with
-rows pre-converted to plain tuples because per-row SQLAlchemy processing would cost more than the insert. The
-request's own row (Bouncer_Requests) is written in the same transaction, so a request exists whole or not at all.
-Every input row is stored, but an address is sent once per request: before the commit, one set-based step
-moves each repeated address (same lower-cased key as the results) into the batch of its first occurrence, and
-batches left empty are deleted, so no two batches of a request share an address. `batch_emails` (batches.py)
-then sends each address of a batch once. The step runs in the database, so memory stays flat at any list size;
-it costs a sort of the request's rows, so it only runs when two rows' keys hash alike (`KeyHashes`, 8 bytes a
-row), which a list without repeats never shows. Rows flagged invalid by the syntax pre-filter are stored in no
-batch, in state `invalid` (their local answer), and so are rows without an address (state `skipped`), which
-are kept only so an export gives every input row back; after the repeats are merged, credits.py answers what
-the result cache can and records what the request costs (`settle_billable`), in the same transaction.
+`ingest_request` stores a list chunk by chunk, BATCH_SIZE addresses at a time, each chunk with its batch in ONE
+transaction of its own, and hands each batch on (`on_batch`: the create-batch job) right after that commit, while
+the rest of the list is still being read: Bouncer starts on the first batch within about a second. The request's
+own row (Bouncer_Requests) is committed first, `ingesting`, which nothing finishes (finish_requests) and every
+interface shows; it becomes `active` (or `finished`) with its totals once the last chunk is stored. Each chunk's
+transaction locks that row first: a `cancel` stops the list at the next chunk, and a second run storing the same
+request at once is refused.
+
+Rows go in through storage/bulk.py, the engine's fast path, pre-converted to plain tuples because per-row
+SQLAlchemy processing would cost more than the insert. Every input row is stored, but an address is sent once per
+request: a row whose key an earlier chunk stored joins its first occurrence (repeats.py). Rows flagged invalid by
+the syntax pre-filter are stored in no batch, in state `invalid` (their local answer), and so are rows without an
+address (state `skipped`), kept only so an export gives every input row back. Then credits.py answers what the
+result cache can for the chunk's batch, adds what it costs to the request's billable count and asks the
+request's CreditCheck, in the same transaction (a refusal rolls that chunk back and stops the list).
+
+What an interrupted list leaves is always usable: every committed chunk is whole, with its batch pending (the
+reconciler enqueues it if its job was lost). A request still `ingesting` is resumed by storing the same list
+again with `resume`: rows up to its highest stored row number are skipped. A new request that has no batch when
+it fails (an empty list, or a refusal or read error in its first chunk) is removed whole: nothing was stored.
 The read side finds a request (by id, content fingerprint or idempotency key), lists requests, and answers how
 far its emails and batches have come.
 """
@@ -19,22 +27,23 @@ far its emails and batches have come.
 from __future__ import annotations
 
 import json
-from array import array
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
-from sqlalchemy import RowMapping, func, insert, select, text, update
+from sqlalchemy import RowMapping, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bouncer_queue.domain import BatchState, EmailState, Priority, RequestState
+from bouncer_queue.errors import InputError
 from bouncer_queue.storage import bulk
 from bouncer_queue.storage.batches import email_counts
-from bouncer_queue.storage.boundary import SourceError
-from bouncer_queue.storage.credits import recount_batches, settle_billable, spent_and_reserved
+from bouncer_queue.storage.credits import settle_billable, spent_and_reserved
 from bouncer_queue.storage.records import EmailRow, RequestInfo, RequestProgress, RequestRecord
-from bouncer_queue.storage.tables import BatchModel, QueueModel, RequestModel, utcnow
+from bouncer_queue.storage.repeats import KeyHashes, join_first_occurrences
+from bouncer_queue.storage.tables import BatchModel, QueueModel, RequestModel, ResultModel, utcnow
 from bouncer_queue.storage.transactions import Queries, new_id, translated
 
 _FINAL_BATCH_STATES = (BatchState.DOWNLOADED.value, BatchState.DEAD.value)
@@ -53,53 +62,156 @@ _QUEUE_COLUMNS = (
 )
 
 
-class KeyHashes:
-    """The hashes of every address key seen, in 256 compact arrays (8 bytes an address). Distinct hashes prove
-    distinct keys; equal ones only say the exact, set-based check in the database is worth its sort."""
+@dataclass
+class IngestRun:
+    """One run storing a request's list, chunk by chunk: what it has stored so far (what the request row says,
+    since the run keeps it up to date under the row's lock), and the key hashes of every address stored."""
 
-    def __init__(self) -> None:
-        self._buckets = [array("q") for _ in range(256)]
+    request: RequestInfo
+    keys: KeyHashes = field(default_factory=KeyHashes)
+    emails: int = 0
+    batches: int = 0
+    #: Rows numbered up to this one are stored (a resumed run skips them); None: none stored.
+    through_row: int | None = None
+    resumed: bool = False
 
-    def add(self, emails: Iterable[str]) -> None:
-        buckets = self._buckets
-        for email in emails:
-            # str.lower folds at least what the databases' lower() does, so equal SQL keys hash alike.
-            key = hash(email.lower())
-            buckets[key & 255].append(key)
+    def unstored(self, rows: Sequence[EmailRow]) -> Sequence[EmailRow]:
+        """The rows of a chunk not stored by an earlier run (a resumed request); rows without a number always."""
+        last = self.through_row
+        if last is None or not self.resumed:
+            return rows
+        if rows and rows[0].row_number is not None and rows[0].row_number > last:
+            return rows  # the common case, past the resume point: no copy
+        return [r for r in rows if r.row_number is None or r.row_number > last]
 
-    def may_repeat(self) -> bool:
-        return any(len(set(bucket)) != len(bucket) for bucket in self._buckets)
+    def stored(self, rows: Sequence[EmailRow], chunk: StoredChunk, keys: Sequence[str]) -> None:
+        self.keys.add(keys)
+        self.emails += chunk.emails
+        self.batches += chunk.batch_id is not None
+        numbers = [r.row_number for r in rows if r.row_number is not None]
+        if numbers:
+            self.through_row = max(numbers[-1], self.through_row or 0)
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """What one chunk's transaction stored: its batch (None when nothing in it needs Bouncer) and its addresses."""
+
+    batch_id: int | None
+    emails: int
+
+
+class IngestStopped(InputError):
+    """The request stopped being stored meanwhile: cancelled, or stored by another run at the same time."""
 
 
 class RequestQueries(Queries):
-    """A request's emails and batches: written once at ingest, then counted and looked up."""
+    """A request's emails and batches: written chunk by chunk at ingest, then counted and looked up."""
 
-    @translated("ingest a request", replayable=False)
     async def ingest_request(
         self,
         request: RequestInfo,
         chunks: Iterable[Sequence[EmailRow]] | AsyncIterable[Sequence[EmailRow]],
+        *,
+        on_batch: Callable[[int], Awaitable[None]] | None = None,
+        resume: bool = False,
     ) -> list[int]:
+        """Store the list chunk by chunk, each in its own transaction, and await `on_batch(batch_id)` right after
+        each commit; then mark the request active (or finished). With `resume`, the request is stored already
+        (`ingesting`): rows up to its highest stored row number are skipped. An error leaves what was committed
+        (resumable), except that a new request with no batch yet is removed whole (nothing was sent)."""
+        run = await (self.resume_ingest(request) if resume else self.begin_ingest(request))
         batch_ids: list[int] = []
-        emails = 0
-        keys = KeyHashes()
+        try:
+            async for rows in _each(chunks):
+                rows = run.unstored(rows)
+                if not rows:
+                    continue
+                keys = [r.email.lower() for r in rows if r.skipped is None and not r.invalid]
+                stored = await self.store_chunk(run, rows, keys)
+                run.stored(rows, stored, keys)
+                if stored.batch_id is not None:
+                    batch_ids.append(stored.batch_id)
+                    if on_batch is not None:
+                        await on_batch(stored.batch_id)
+        except Exception:
+            if not resume:
+                await self.discard_unsent(request.request_id)
+            raise
+        await self.close_ingest(request.request_id)
+        return batch_ids
+
+    @translated("start a request")
+    async def begin_ingest(self, request: RequestInfo) -> IngestRun:
+        """Commit the request's row, `ingesting` (finish_requests leaves it alone), before any of its rows."""
         async with self._db.write() as conn:
             await conn.execute(insert(RequestModel).values(**_new_request_values(request)))
-            async for rows in _guarded_chunks(chunks):
-                chunk, skipped = _split_skipped(rows)
-                if chunk:
-                    batch_id = await _ingest_chunk(conn, request, chunk)
-                    batch_ids += [batch_id] if batch_id is not None else []
-                    keys.add(row.email for row in chunk if not row.invalid)
-                    emails += len(chunk)
-                if skipped:
-                    await _store_skipped(conn, request, skipped)
-            if len(batch_ids) > 1 and keys.may_repeat() and await _merge_repeated_addresses(conn, request.request_id):
-                batch_ids = await recount_batches(conn, request.request_id)
-            batch_ids = await settle_billable(conn, request, batch_ids)
-            totals = {"total_emails": emails, "batch_count": len(batch_ids), "updated_at": utcnow()}
+        return IngestRun(request)
+
+    @translated("resume storing a request")
+    async def resume_ingest(self, request: RequestInfo) -> IngestRun:
+        """The run that goes on storing an `ingesting` request: its totals, its highest stored row number and
+        the key hashes of its stored addresses (read as a stream: memory holds only the hashes)."""
+        run = IngestRun(request, resumed=True)
+        mine = QueueModel.request_id == request.request_id
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(RequestModel).where(_is(request.request_id)))).mappings().one()
+            run.emails, run.batches = int(row["total_emails"]), int(row["batch_count"])
+            run.through_row = await conn.scalar(select(func.max(QueueModel.row_number)).where(mine))
+            sent = mine & QueueModel.status.not_in((EmailState.SKIPPED.value, EmailState.INVALID.value))
+            stored = select(func.lower(QueueModel.email)).where(sent).execution_options(yield_per=10_000)
+            keys = await conn.stream(stored)
+            async for part in keys.scalars().partitions():
+                run.keys.add(part)
+        return run
+
+    @translated("store a chunk of a request")
+    async def store_chunk(self, run: IngestRun, rows: Sequence[EmailRow], keys: Sequence[str]) -> StoredChunk:
+        """One transaction: the chunk's rows and its batch; each address stored before in this request (`keys`
+        whose hash came up before, checked exactly) joins its first occurrence's batch or answer; the result cache
+        answers what it can; the request's totals and credits are updated and checked. Replayable: the chunk is
+        in memory, and `run` changes only after the commit (IngestRun.stored)."""
+        request = run.request
+        chunk, skipped = _split_skipped(rows)
+        repeats = run.keys.seen(keys) if run.emails else set()
+        async with self._db.write() as conn:
+            await _lock_ingesting(conn, request.request_id, run.emails)
+            batch_id = await _ingest_chunk(conn, request, chunk) if chunk else None
+            if skipped:
+                await _store_skipped(conn, request, skipped)
+            if batch_id is not None:
+                moved = await join_first_occurrences(conn, request.request_id, batch_id, repeats) if repeats else 0
+                batch_id = await settle_billable(conn, request, batch_id, moved)
+            totals: dict[str, Any] = {
+                "total_emails": run.emails + len(chunk),
+                "batch_count": run.batches + (batch_id is not None),
+            }
+            totals["updated_at"] = utcnow()
             await conn.execute(update(RequestModel).where(_is(request.request_id)).values(**totals))
-        return batch_ids
+        return StoredChunk(batch_id, len(chunk))
+
+    @translated("finish storing a request")
+    async def close_ingest(self, request_id: str) -> None:
+        """The whole list is stored: the request becomes `active`, and `finished` when nothing is left open."""
+        async with self._db.write() as conn:
+            ingesting = _is(request_id) & (RequestModel.status == RequestState.INGESTING.value)
+            values = {"status": RequestState.ACTIVE.value, "updated_at": utcnow()}
+            await conn.execute(update(RequestModel).where(ingesting).values(**values))
+        await self.finish_requests(request_id)
+
+    @translated("remove an unsent request")
+    async def discard_unsent(self, request_id: str) -> bool:
+        """Remove a request still `ingesting` that has no batch (nothing of it can have been sent), with its
+        rows and cached answers: an empty list, or one refused or unreadable in its first chunk, stores nothing.
+        False when it has a batch (it stays, resumable)."""
+        async with self._db.write() as conn:
+            status = await conn.scalar(select(RequestModel.status).where(_is(request_id)).with_for_update())
+            has_batch = await conn.scalar(select(BatchModel.id).where(BatchModel.request_id == request_id).limit(1))
+            if status != RequestState.INGESTING.value or has_batch is not None:
+                return False
+            for model in (ResultModel, QueueModel, RequestModel):
+                await conn.execute(delete(model).where(model.request_id == request_id))
+        return True
 
     @translated("read a request")
     async def get_request(self, request_id: str) -> RequestRecord | None:
@@ -130,8 +242,12 @@ class RequestQueries(Queries):
     async def set_request_state(self, request_id: str, state: RequestState) -> None:
         done = state in (RequestState.FINISHED, RequestState.CANCELLED)
         values = {"status": state.value, "updated_at": utcnow(), "finished_at": utcnow() if done else None}
+        query = update(RequestModel).where(_is(request_id))
+        if state == RequestState.ACTIVE:
+            # A replayed batch reopens a finished request, never one whose list is still being stored.
+            query = query.where(RequestModel.status != RequestState.INGESTING.value)
         async with self._db.write() as conn:
-            await conn.execute(update(RequestModel).where(_is(request_id)).values(**values))
+            await conn.execute(query.values(**values))
 
     @translated("finish requests")
     async def finish_requests(self, request_id: str | None = None) -> int:
@@ -160,6 +276,7 @@ class RequestQueries(Queries):
             emails = await email_counts(conn, QueueModel.request_id == request_id)
             by_batch = {s: int(n) for s, n in (await conn.execute(batches.group_by(BatchModel.status))).all()}
             spent, to_spend = await spent_and_reserved(conn, request_id)
+            status = await conn.scalar(select(RequestModel.status).where(_is(request_id)))
         return RequestProgress(
             request_id=request_id,
             emails_total=sum(emails.values()),
@@ -168,6 +285,7 @@ class RequestQueries(Queries):
             batches_by_state=by_batch,
             credits_spent=spent,
             credits_to_spend=to_spend,
+            ingesting=status == RequestState.INGESTING.value,
         )
 
     @translated("find a request's user")
@@ -189,7 +307,7 @@ def _new_request_values(request: RequestInfo) -> dict[str, Any]:
         "user_id": request.user_id,
         "priority": int(request.priority),
         "delay_ms": request.delay_ms,
-        "status": RequestState.ACTIVE.value,
+        "status": RequestState.INGESTING.value,
         "source": request.source[:255] if request.source else None,
         "fingerprint": request.fingerprint,
         "idempotency_key": request.idempotency_key,
@@ -255,31 +373,6 @@ async def _new_batch(conn: AsyncConnection, request: RequestInfo, sent: Sequence
     return new_id(result)
 
 
-async def _merge_repeated_addresses(conn: AsyncConnection, request_id: str) -> int:
-    """Move every row whose address (lower-cased) came earlier in the request into that first row's batch;
-    return how many rows moved. One sort in the database, whatever the list's size."""
-    if conn.dialect.name == "postgresql":
-        # The window sorts every row of the request; in memory that is several times faster than on disk.
-        await conn.execute(text("SET LOCAL work_mem = '64MB'"))
-    first_batch = func.first_value(QueueModel.batch_id).over(
-        partition_by=func.lower(QueueModel.email), order_by=QueueModel.id
-    )
-    ranked = select(QueueModel.id, QueueModel.batch_id, first_batch.label("first_batch"))
-    ranked_rows = ranked.where(QueueModel.request_id == request_id).subquery()
-    movers = (
-        select(ranked_rows.c.id, ranked_rows.c.first_batch)
-        .where(ranked_rows.c.batch_id != ranked_rows.c.first_batch)
-        .subquery()
-    )
-    moved = await conn.execute(
-        update(QueueModel)
-        .where(QueueModel.id == movers.c.id)
-        .values(batch_id=movers.c.first_batch)
-        .execution_options(synchronize_session=False)
-    )
-    return int(moved.rowcount or 0)
-
-
 def _split_skipped(rows: Sequence[EmailRow]) -> tuple[Sequence[EmailRow], list[EmailRow]]:
     """The addresses to batch, and the rows without one (usually none: then the chunk is passed on as it is)."""
     skipped = [r for r in rows if r.skipped is not None]
@@ -302,19 +395,27 @@ async def _store_skipped(conn: AsyncConnection, request: RequestInfo, rows: Sequ
     await bulk.insert_rows(conn, QueueModel.__tablename__, _QUEUE_COLUMNS, values)
 
 
-async def _guarded_chunks(
+async def _each(
     chunks: Iterable[Sequence[EmailRow]] | AsyncIterable[Sequence[EmailRow]],
 ) -> AsyncIterator[Sequence[EmailRow]]:
-    # Errors from the caller's iterable are wrapped so the translator re-raises them unchanged.
-    try:
-        if isinstance(chunks, AsyncIterable):
-            async for chunk in chunks:
-                yield chunk
-        else:
-            for chunk in chunks:
-                yield chunk
-    except Exception as exc:
-        raise SourceError(exc) from exc
+    if isinstance(chunks, AsyncIterable):
+        async for chunk in chunks:
+            yield chunk
+    else:
+        for chunk in chunks:
+            yield chunk
+
+
+async def _lock_ingesting(conn: AsyncConnection, request_id: str, emails: int) -> None:
+    """Lock the request's row for the chunk's transaction and check it is still being stored by this run: a
+    `cancel` (which changes this row first) stops the list here, and so does another run storing it meanwhile."""
+    query = select(RequestModel.status, RequestModel.total_emails).where(_is(request_id)).with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None or row.status != RequestState.INGESTING.value:
+        state = row.status if row is not None else "removed"
+        raise IngestStopped(f"request {request_id} is {state}: the rest of its list was not stored")
+    if row.total_emails != emails:
+        raise IngestStopped(f"request {request_id} is being stored by another run; this one stopped")
 
 
 def _new_batch_values(now: datetime) -> dict[str, Any]:

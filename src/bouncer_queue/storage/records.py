@@ -181,6 +181,8 @@ class RequestProgress:
     #: Credits of the batches Bouncer has (what it charged once known), and of those still to send.
     credits_spent: int = 0
     credits_to_spend: int = 0
+    #: The list is still being stored (RequestState.INGESTING): more rows are coming, so it is not done.
+    ingesting: bool = False
 
     @property
     def finished(self) -> int:
@@ -189,7 +191,7 @@ class RequestProgress:
 
     @property
     def done(self) -> bool:
-        return self.emails_total > 0 and self.finished >= self.emails_total
+        return not self.ingesting and self.emails_total > 0 and self.finished >= self.emails_total
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ Each public method is one transaction and translates database errors into Storag
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -80,14 +80,20 @@ class Repository:
         self,
         request: RequestInfo,
         chunks: Iterable[Sequence[EmailRow]] | AsyncIterable[Sequence[EmailRow]],
+        *,
+        on_batch: Callable[[int], Awaitable[None]] | None = None,
+        resume: bool = False,
     ) -> list[int]:
-        """Store a request in ONE transaction: a pending batch per chunk and its emails; return the batch ids.
+        """Store a request chunk by chunk, each chunk and its pending batch in a transaction of its own, and
+        await `on_batch(batch_id)` after each commit; return the batch ids.
 
-        Chunks are consumed one at a time, so a list of any size streams through; an exception from `chunks`
-        rolls everything back and propagates unchanged. An address repeated in a later chunk (compared
-        lower-cased) joins the batch of its first occurrence, so it is sent once; a batch left empty is not kept.
+        The request is `ingesting` until its last chunk is stored, then `active` (or `finished`). Chunks are
+        consumed one at a time, so a list of any size streams through; an exception from `chunks` propagates
+        unchanged and leaves the chunks already stored (resumable with `resume`), except that a request with no
+        batch yet is removed whole. An address repeated in a later chunk (compared lower-cased) joins its first
+        occurrence, so it is sent once; a batch left empty is not kept.
         """
-        return await self._requests.ingest_request(request, chunks)
+        return await self._requests.ingest_request(request, chunks, on_batch=on_batch, resume=resume)
 
     async def request_progress(self, request_id: str) -> RequestProgress:
         """Counts of the request's emails and batches by state."""

@@ -56,7 +56,11 @@ class ResultQueries(Queries):
     async def store_results(self, batch_id: int, results: Sequence[ResultRow]) -> StoreTotals:
         now = utcnow()
         async with self._db.write() as conn:
-            request_id = await conn.scalar(select(BatchModel.request_id).where(BatchModel.id == batch_id))
+            # The batch's row is locked before its rows are settled: a row that ingest adds to the batch meanwhile
+            # (a repeated address joining its first occurrence, storage/repeats.py) is then either settled here
+            # or, once this commits, settled by ingest from these results. Never left `batched`.
+            batch = select(BatchModel.request_id).where(BatchModel.id == batch_id).with_for_update()
+            request_id = await conn.scalar(batch)
             if request_id is None:
                 raise LookupError(f"no batch {batch_id}")
             rows = _result_rows(request_id, batch_id, results, now)

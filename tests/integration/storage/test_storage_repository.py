@@ -13,6 +13,7 @@ import pytest
 from bouncer_queue.domain import BatchState, Priority, RequestState
 from bouncer_queue.errors import StorageError
 from bouncer_queue.storage.records import EmailRow, HealthMetric, RequestInfo, ResultRow
+from bouncer_queue.storage.ingest import IngestStopped
 from bouncer_queue.storage.repository import ClaimResult, Repository
 
 REQUEST = RequestInfo(request_id="req-1", user_id="user-1", priority=Priority.HIGH, delay_ms=250)
@@ -124,7 +125,7 @@ async def test_ingest_accepts_an_async_iterable(repo: Repository) -> None:
     assert len(await repo.ingest_request(REQUEST, source())) == 2
 
 
-async def test_ingest_rolls_back_everything_when_the_iterable_fails(repo: Repository) -> None:
+async def test_an_iterable_failing_mid_list_leaves_the_stored_chunks_resumable(repo: Repository) -> None:
     def failing() -> Iterator[Sequence[EmailRow]]:
         yield rows(2)
         yield rows(2, start=2)
@@ -133,10 +134,56 @@ async def test_ingest_rolls_back_everything_when_the_iterable_fails(repo: Reposi
     with pytest.raises(ValueError, match="broken CSV"):
         await repo.ingest_request(REQUEST, failing())
 
+    stored = await repo.get_request("req-1")
+    assert stored is not None and (stored.status, stored.total_emails, stored.batch_count) == ("ingesting", 4, 2)
+    assert not (await repo.request_progress("req-1")).done
+    assert await repo.finish_requests() == 0  # an ingesting request is never finished
+    # Stored again, the rows up to the highest stored row number are skipped, the rest stored once.
+    assert len(await repo.ingest_request(REQUEST, chunked(rows(5), 2), resume=True)) == 1
+    resumed = await repo.get_request("req-1")
+    assert resumed is not None and (resumed.status, resumed.total_emails, resumed.batch_count) == ("active", 5, 3)
+    exported = [row.row_number async for row in repo.iter_export("req-1")]
+    assert exported == [1, 2, 3, 4, 5]
+
+
+async def test_a_list_failing_before_any_batch_stores_nothing(repo: Repository) -> None:
+    def failing() -> Iterator[Sequence[EmailRow]]:
+        yield [EmailRow("", row_number=1, skipped="no address")]
+        raise ValueError("broken CSV at row 2")
+
+    with pytest.raises(ValueError, match="broken CSV"):
+        await repo.ingest_request(REQUEST, failing())
+
     progress = await repo.request_progress("req-1")
     assert (progress.emails_total, progress.batches_total) == (0, 0)
-    assert await repo.oldest_pending_batch_created_at() is None
     assert await repo.get_request("req-1") is None
+
+
+async def test_each_chunk_commits_before_the_next_is_read(repo: Repository) -> None:
+    seen: list[tuple[int, str, int]] = []
+
+    async def on_batch(batch_id: int) -> None:
+        request = await repo.get_request("req-1")
+        assert request is not None
+        seen.append((batch_id, request.status, request.total_emails))
+
+    batch_ids = await repo.ingest_request(REQUEST, chunked(rows(5), 2), on_batch=on_batch)
+
+    assert seen == [(batch_ids[0], "ingesting", 2), (batch_ids[1], "ingesting", 4), (batch_ids[2], "ingesting", 5)]
+    assert (await repo.get_request("req-1")).status == "active"  # type: ignore[union-attr]
+
+
+async def test_a_cancel_stops_the_list_at_the_next_chunk(repo: Repository) -> None:
+    async def cancel(batch_id: int) -> None:
+        await repo.set_request_state("req-1", RequestState.CANCELLED)
+        await repo.cancel_unsent_batches("req-1")
+
+    with pytest.raises(IngestStopped, match="cancelled"):
+        await repo.ingest_request(REQUEST, chunked(rows(5), 2), on_batch=cancel)
+
+    request = await repo.get_request("req-1")
+    assert request is not None and (request.status, request.total_emails) == ("cancelled", 2)
+    assert (await repo.request_progress("req-1")).emails_by_state == {"cancelled": 2}
 
 
 async def test_batch_lifecycle_from_claim_to_download(repo: Repository) -> None:
