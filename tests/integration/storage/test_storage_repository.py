@@ -12,8 +12,8 @@ import pytest
 
 from bouncer_queue.domain import BatchState, Priority, RequestState
 from bouncer_queue.errors import StorageError
-from bouncer_queue.storage.records import EmailRow, HealthMetric, RequestInfo, ResultRow
 from bouncer_queue.storage.ingest import IngestStopped
+from bouncer_queue.storage.records import EmailRow, HealthMetric, RequestInfo, ResultRow
 from bouncer_queue.storage.repository import ClaimResult, Repository
 
 REQUEST = RequestInfo(request_id="req-1", user_id="user-1", priority=Priority.HIGH, delay_ms=250)
