@@ -263,6 +263,8 @@ def figures(args: argparse.Namespace, run: Run) -> dict[str, Any]:
         "wall_over_ideal": round(run.wall / ideal, 3),
         # The same from the first create on: what the batch pipeline itself adds, without ingest before it.
         "after_first_create_over_ideal": round((run.finished_at - first_create) / ideal, 3),
+        # From the submit (or verify) start to the first create at the simulator: how soon Bouncer gets work.
+        "first_create_s": round(first_create - (run.finished_at - run.wall), 2),
         "slot_saturation": round(saturation(run.batches, slots), 3),
         "batch_budget_share": round(batch_share, 3),
         "batch_busiest_window": f"{batch_busiest}/{settings.rate_limit_max}",
