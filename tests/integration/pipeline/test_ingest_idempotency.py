@@ -1,15 +1,16 @@
-"""Ingest as the HTTP API uses it: an idempotency key returns the first request (even when two race), and an
-upload read in a thread (an async source) is stored whole."""
+"""Ingest as the HTTP API uses it: an idempotency key returns the first request (even when two race), an upload
+read in a thread (an async source) is stored whole, and a list broken half way keeps its stored part, resumable."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from stage_support import RecordingEnqueuer, Responder, answer
 
+from bouncer_queue.domain import RequestState
 from bouncer_queue.errors import InputError
 from bouncer_queue.interfaces.http.submissions import off_the_loop
 from bouncer_queue.lists import read_list
@@ -79,3 +80,42 @@ async def test_an_empty_list_stores_nothing_and_leaves_its_key_free(world: Calla
     assert await ctx.repo.list_requests() == []
     retried = await add_emails_to_queue(ctx.repo, ctx.enqueuer, ["a@example.com"], user_id="u", tracking=tracking)
     assert not retried.existing and retried.total_emails == 1
+
+
+async def test_a_list_broken_half_way_keeps_what_was_stored_and_the_same_id_resumes_it(
+    world: Callable[[Responder], StageContext],
+) -> None:
+    ctx = world(answer(200, {}))
+    enqueuer = RecordingEnqueuer()
+    emails = [f"u{i}@example.com" for i in range(5)]
+
+    def broken() -> Iterator[str]:
+        yield from emails[:3]
+        raise InputError("row 4: unterminated quote")
+
+    with pytest.raises(InputError, match=r"^row 4: unterminated quote; the 2 addresses before it are stored as req"):
+        await add_emails_to_queue(ctx.repo, enqueuer, broken(), user_id="u", request_id="req", batch_size=2)
+    assert len(enqueuer.jobs) == 1  # the first chunk's batch went out while the list was read
+    stored = await ctx.repo.get_request("req")
+    assert stored is not None and stored.status == RequestState.INGESTING
+
+    resumed = await add_emails_to_queue(ctx.repo, enqueuer, emails, user_id="u", request_id="req", batch_size=2)
+    assert (resumed.existing, resumed.total_emails, resumed.batch_count) == (False, 5, 3)
+    assert len(enqueuer.jobs) == 3
+    assert [row.email async for row in ctx.repo.iter_export("req")] == emails
+    again = await add_emails_to_queue(ctx.repo, enqueuer, emails, user_id="u", request_id="req")
+    assert again.existing and len(enqueuer.jobs) == 3
+
+
+async def test_a_list_broken_in_its_first_chunk_gives_the_error_as_it_was(
+    world: Callable[[Responder], StageContext],
+) -> None:
+    ctx = world(answer(200, {}))
+
+    def broken() -> Iterator[str]:
+        yield "a@example.com"
+        raise InputError("row 2: unterminated quote")
+
+    with pytest.raises(InputError, match=r"^row 2: unterminated quote$"):
+        await add_emails_to_queue(ctx.repo, ctx.enqueuer, broken(), user_id="u", batch_size=2)
+    assert await ctx.repo.list_requests() == []

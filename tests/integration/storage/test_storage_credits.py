@@ -118,3 +118,26 @@ async def test_a_refused_request_leaves_nothing_and_others_reservations_count(re
     # Sent after the balance was read, so that balance did not show it: still held against the next request.
     with pytest.raises(CreditsRefused, match="1 > 5 - 5"):
         await repo.ingest_request(_request("late", credit_check=Check(now, 5)), [_rows("c@example.com")])
+
+
+async def test_a_refusal_mid_list_keeps_the_chunks_before_it_and_the_rest_resumes(repo: Repository) -> None:
+    now = datetime.now(UTC)
+    chunks = [_rows("a@example.com", "b@example.com"), _rows("c@example.com", "A@example.com", start=3)]
+    chunks.append(_rows("d@example.com", "e@example.com", start=5))
+    sent: list[int] = []
+
+    async def on_batch(batch_id: int) -> None:
+        sent.append(batch_id)
+
+    # The running total: 2, then 3 (a repeat costs nothing), then 5 > 4: the third chunk is refused.
+    with pytest.raises(CreditsRefused, match="5 > 4 - 0"):
+        await repo.ingest_request(_request("r", credit_check=Check(now, 4)), chunks, on_batch=on_batch)
+    stored = await repo.get_request("r")
+    assert stored is not None and (stored.status, stored.total_emails, stored.billable) == ("ingesting", 4, 3)
+    assert len(sent) == 2  # each stored chunk's batch was handed on: what the credits cover goes on
+
+    # Once credits allow, the same list again stores only the rest.
+    rest = await repo.ingest_request(_request("r", credit_check=Check(now, 5)), chunks, resume=True)
+    assert len(rest) == 1
+    stored = await repo.get_request("r")
+    assert stored is not None and (stored.status, stored.total_emails, stored.billable) == ("active", 6, 5)
