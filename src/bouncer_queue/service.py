@@ -129,11 +129,13 @@ class QueueManager:
         credits: CreditOptions | None = None,
         on_stored: Callable[[str], Awaitable[None]] | None = None,
     ) -> AddResult:
-        """Store and enqueue a list; `delay` (ms) holds back its first jobs. A `request_id` already stored is
-        returned as it is (`existing`), and nothing is stored; `fingerprint` lets `find_request` find it.
-        `tracking` adds an idempotency key (a request already stored under it is returned instead) and a
-        webhook URL. `credits` (default: the result cache of RESULT_CACHE_DAYS, no credit check) says how the
-        request may spend; `on_stored(request_id)` runs once it is stored, before its first job is enqueued."""
+        """Store a list chunk by chunk, enqueueing each chunk's batch as soon as it is stored; `delay` (ms) holds
+        back its first jobs. A `request_id` already stored is returned as it is (`existing`), and nothing is
+        stored, unless that request is still `ingesting`: then the rest of the list is stored (rows after its
+        highest stored row number). `fingerprint` lets `find_request` find it. `tracking` adds an idempotency key
+        (a request already stored under it is returned, or resumed the same way) and a webhook URL. `credits`
+        (default: the result cache of RESULT_CACHE_DAYS, no credit check) says how the request may spend;
+        `on_stored(request_id)` runs once the whole list is stored."""
         rt = self.runtime
         return await add_emails_to_queue(
             rt.repo,

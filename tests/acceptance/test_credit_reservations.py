@@ -1,6 +1,7 @@
-"""Credits are checked before they are spent: --max-credits refuses a list before anything is stored, two requests
-started together cannot both count on one balance, and a request over the balance is held (never paid twice)
-until a top-up. Bouncer is the simulator over HTTP; what it charged is read from its own state."""
+"""Credits are checked before they are spent: --max-credits refuses a list before anything is stored (in its first
+chunk; later, what fits goes on), two requests started together cannot both count on one balance, and a request
+over the balance is held (never paid twice) until a top-up. Bouncer is the simulator over HTTP; what it charged is
+read from its own state."""
 
 from __future__ import annotations
 
@@ -96,11 +97,22 @@ async def _race(system: System) -> None:
     assert len(refused) == 1, outcomes
     assert "needs 20 credits but 10 are available" in str(refused[0])
     assert "20 of them held by requests not yet submitted" in str(refused[0])
-    [(stored, billable)] = await sql(system.database_url, 'SELECT request_id, billable FROM "Bouncer_Requests"')
-    assert billable == 20
+    # The check runs with each chunk (streamed ingest): the refused request keeps the chunks that fit, if any,
+    # `ingesting` until it is resumed; the other is whole. Together they never count on more than the balance.
+    requests = await sql(system.database_url, 'SELECT request_id, status, billable FROM "Bouncer_Requests"')
+    whole = [r for r in requests if r.status == "active"]
+    assert len(whole) == 1 and whole[0].billable == 20
+    assert [r.status for r in requests if r not in whole] in ([], ["ingesting"])
+    committed = sum(r.billable for r in requests)
+    assert committed <= BALANCE
     async with system.pipeline(settings) as manager:
-        await wait_until_done(manager, stored)
-    assert BALANCE - server.state.credits_of(API_KEY) == 20
+        await wait_until_done(manager, whole[0].request_id)
+
+        async def all_sent() -> bool:
+            return set((await batch_states(system.database_url)).values()) == {"downloaded"}
+
+        await eventually(all_sent, "every stored batch downloaded")
+    assert BALANCE - server.state.credits_of(API_KEY) == committed
 
 
 async def test_a_request_over_the_balance_is_held_until_a_top_up_and_nothing_is_paid_twice(system: System) -> None:

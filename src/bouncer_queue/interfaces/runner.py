@@ -135,9 +135,9 @@ async def submit_file(
     *,
     fingerprint: str | None = None,
 ) -> Submitted:
-    """Read a list file as a stream and add it to the queues, with a count on stderr while it is stored. Its
-    credits are checked in the transaction that stores it (a refusal stores nothing), and its cost is printed to
-    `console` before its first batch is queued."""
+    """Read a list file as a stream and add it to the queues chunk by chunk, with a count on stderr while it is
+    stored. Its credits are checked with each chunk (a refusal stops the list there), and its cost is printed to
+    `console` once the whole list is stored."""
     balance = await manager.credit_balance()
     limit = CreditLimit(balance.checked_at, balance.at_bouncer, options.max_credits, options.allow_partial)
     cache_days = manager.settings.result_cache_days if options.use_cache else 0

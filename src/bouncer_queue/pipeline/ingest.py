@@ -34,7 +34,8 @@ from bouncer_queue.domain import Priority, RequestState
 from bouncer_queue.emails import normalize_email
 from bouncer_queue.errors import CreditsRefused, InputError, QueueBackendError, StorageError
 from bouncer_queue.pipeline import jobs
-from bouncer_queue.storage.records import CreditCheck, EmailRow, RequestInfo
+from bouncer_queue.storage.ingest import StoredElsewhere
+from bouncer_queue.storage.records import CreditCheck, EmailRow, RequestInfo, RequestRecord
 
 if TYPE_CHECKING:
     from bouncer_queue.pipeline.ports import Enqueuer, JobSpec
@@ -176,9 +177,7 @@ async def add_emails_to_queue(
     except ValueError as exc:
         raise InputError(str(exc)) from None
     tracking = tracking or Tracking()
-    earlier = await repo.get_request(request_id) if request_id is not None else None
-    if earlier is None and tracking.idempotency_key:
-        earlier = await repo.find_request_by_idempotency_key(tracking.idempotency_key)
+    earlier = await _stored_before(repo, request_id, tracking)
     if earlier is not None and earlier.status != RequestState.INGESTING:
         log.info("request already stored", extra={"action": "request_exists", "request_id": earlier.request_id})
         return AddResult(earlier.request_id, earlier.total_emails, earlier.batch_count, (), existing=True)
@@ -207,11 +206,10 @@ async def add_emails_to_queue(
             else chunked(emails, batch_size, counter)
         )
         batch_ids = await repo.ingest_request(request, chunks, on_batch=jobs_left.enqueue, resume=earlier is not None)
-    except StorageError:
-        # Two first requests with one key at once: the unique key let one in; the other returns it.
-        if tracking.idempotency_key and (
-            winner := await repo.find_request_by_idempotency_key(tracking.idempotency_key)
-        ):
+    except (StorageError, StoredElsewhere):
+        # Two submissions of one request at once: the unique key let one in (or, resuming one request twice, the
+        # other run stores it); this one returns that request.
+        if (winner := await _stored_before(repo, request.request_id, tracking)) is not None:
             return AddResult(winner.request_id, winner.total_emails, winner.batch_count, (), existing=True)
         raise
     except (InputError, CreditsRefused) as exc:
@@ -229,6 +227,14 @@ async def add_emails_to_queue(
     if on_stored is not None:
         await on_stored(request.request_id)
     return AddResult(request.request_id, total, batches, tuple(batch_ids), billable=billable)
+
+
+async def _stored_before(repo: Repository, request_id: str | None, tracking: Tracking) -> RequestRecord | None:
+    """The request stored under this id, or else under the idempotency key; None when there is none."""
+    earlier = await repo.get_request(request_id) if request_id is not None else None
+    if earlier is None and tracking.idempotency_key:
+        earlier = await repo.find_request_by_idempotency_key(tracking.idempotency_key)
+    return earlier
 
 
 class _JobsLeft:
@@ -268,7 +274,7 @@ async def _what_was_stored(repo: Repository, request_id: str, error: InputError 
             return CreditsRefused(f"{error.message}; nothing was stored (--allow-partial starts it anyway)")
         return error
     return type(error)(
-        f"{error.message}; the {stored.total_emails} addresses before it are stored as request {stored.request_id}, "
-        f"which goes on verifying them: store the same list again under that request to resume it (verify FILE, "
-        f"submit --request-id {stored.request_id}), or cancel it"
+        f"{error.message}; the {stored.total_emails} addresses before it are stored as request {stored.request_id} "
+        "and go on being verified: the same list stored again under that request resumes it (verify FILE does so "
+        f"by itself), or `cancel {stored.request_id}` stops it"
     )

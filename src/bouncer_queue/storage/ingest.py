@@ -105,6 +105,10 @@ class IngestStopped(InputError):
     """The request stopped being stored meanwhile: cancelled, or stored by another run at the same time."""
 
 
+class StoredElsewhere(IngestStopped):
+    """Another run stores the same request at the same time (it committed a chunk since this run's last)."""
+
+
 class RequestQueries(Queries):
     """A request's emails and batches: written chunk by chunk at ingest, then counted and looked up."""
 
@@ -415,7 +419,7 @@ async def _lock_ingesting(conn: AsyncConnection, request_id: str, emails: int) -
         state = row.status if row is not None else "removed"
         raise IngestStopped(f"request {request_id} is {state}: the rest of its list was not stored")
     if row.total_emails != emails:
-        raise IngestStopped(f"request {request_id} is being stored by another run; this one stopped")
+        raise StoredElsewhere(f"request {request_id} is being stored by another run; this one stopped")
 
 
 def _new_batch_values(now: datetime) -> dict[str, Any]:
