@@ -85,7 +85,7 @@ class IngestRun:
         return [r for r in rows if r.row_number is None or r.row_number > last]
 
     def stored(self, rows: Sequence[EmailRow], chunk: StoredChunk, keys: Sequence[str]) -> None:
-        self.keys.add(keys)
+        self.keys.add(keys, chunk.batch_id)
         self.emails += chunk.emails
         self.batches += chunk.batch_id is not None
         numbers = [r.row_number for r in rows if r.row_number is not None]
@@ -163,10 +163,11 @@ class RequestQueries(Queries):
             run.emails, run.batches = int(row["total_emails"]), int(row["batch_count"])
             run.through_row = await conn.scalar(select(func.max(QueueModel.row_number)).where(mine))
             sent = mine & QueueModel.status.not_in((EmailState.SKIPPED.value, EmailState.INVALID.value))
-            stored = select(func.lower(QueueModel.email)).where(sent).execution_options(yield_per=10_000)
-            keys = await conn.stream(stored)
-            async for part in keys.scalars().partitions():
-                run.keys.add(part)
+            stored = select(func.lower(QueueModel.email), QueueModel.batch_id).where(sent)
+            keys = await conn.stream(stored.execution_options(yield_per=10_000))
+            async for part in keys.partitions():
+                for key, batch_id in part:
+                    run.keys.add((key,), batch_id)
         return run
 
     @translated("store a chunk of a request")
@@ -177,7 +178,7 @@ class RequestQueries(Queries):
         in memory, and `run` changes only after the commit (IngestRun.stored)."""
         request = run.request
         chunk, skipped = _split_skipped(rows)
-        repeats = run.keys.seen(keys) if run.emails else set()
+        repeats = run.keys.seen(keys) if run.emails else {}
         async with self._db.write() as conn:
             await _lock_ingesting(conn, request.request_id, run.emails)
             batch_id = await _ingest_chunk(conn, request, chunk) if chunk else None

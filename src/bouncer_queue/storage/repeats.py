@@ -2,9 +2,11 @@
 
 Every input row is stored, but an address (its lower-cased key, the one results are stored under) is sent once
 per request. Within a chunk, its batch sends each address once (`batch_emails`). Across chunks, `KeyHashes` keeps
-an 8-byte hash of every key stored, so a chunk knows which of its keys may have come before: a list without
-repeats shows none and pays nothing more. Those few are checked exactly in the database, and each row whose key
-is stored already joins its first occurrence (`join_first_occurrences`), inside the chunk's transaction.
+an 8-byte hash of every key stored, and the batch it went into, so a chunk knows which of its keys may have come
+before: a list without repeats shows none and pays nothing more. Those few are checked exactly in the database,
+in the batches their hashes point to (so a list of many repeats reads a few batches per chunk, not the whole
+request), and each row whose key is stored already joins its first occurrence (`join_first_occurrences`), inside
+the chunk's transaction.
 
 The first occurrence may be anywhere by then: its batch pending, at Bouncer, downloaded, dead or cancelled, or
 its row answered by the result cache (no batch). The row takes the state its batch's rows have, under a lock of
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import Update, case, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -44,39 +46,45 @@ _UNSENT = (BatchState.PENDING.value, BatchState.FAILED.value)
 
 
 class KeyHashes:
-    """The hashes of every address key stored so far, in up to 65,536 small arrays (8 bytes an address), so a
-    lookup scans a few dozen. A hash never seen proves a key new; a hash seen before only says the exact check in
-    the database is worth asking."""
+    """The hash of every address key stored so far, with the batch it went into (8 + 8 bytes an address), in up to
+    65,536 small arrays, so a lookup scans a few dozen. A hash never seen proves a key new; a hash seen before
+    only says the exact check in the database is worth asking, and in which batches to look first."""
 
     def __init__(self) -> None:
-        self._buckets: dict[int, array[int]] = {}
+        self._buckets: dict[int, tuple[array[int], array[int]]] = {}
 
-    def seen(self, keys: Iterable[str]) -> set[str]:
-        """The keys (lower-cased addresses) whose hash an earlier `add` brought in."""
+    def seen(self, keys: Iterable[str]) -> dict[str, set[int]]:
+        """The keys (lower-cased addresses) whose hash an earlier `add` brought in, each with the batches (0: none)
+        those earlier keys went into."""
         buckets = self._buckets
-        found = set()
+        found: dict[str, set[int]] = {}
         for key in keys:
             hashed = hash(key)
             bucket = buckets.get(hashed & 0xFFFF)
-            if bucket is not None and hashed in bucket:
-                found.add(key)
+            if bucket is not None and hashed in bucket[0]:
+                hashes, batches = bucket
+                found[key] = {batches[i] for i, h in enumerate(hashes) if h == hashed}
         return found
 
-    def add(self, keys: Iterable[str]) -> None:
+    def add(self, keys: Iterable[str], batch_id: int | None) -> None:
         # str.lower folds at least what the databases' lower() does, so keys equal in SQL hash alike.
         buckets = self._buckets
+        batch = batch_id or 0
         for key in keys:
             hashed = hash(key)
             bucket = buckets.get(hashed & 0xFFFF)
             if bucket is None:
-                bucket = buckets[hashed & 0xFFFF] = array("q")
-            bucket.append(hashed)
+                bucket = buckets[hashed & 0xFFFF] = (array("q"), array("q"))
+            bucket[0].append(hashed)
+            bucket[1].append(batch)
 
 
-async def join_first_occurrences(conn: AsyncConnection, request_id: str, batch_id: int, keys: set[str]) -> int:
-    """Move each row of the new batch `batch_id` whose key (one of `keys`) the request stored before into its
-    first occurrence's batch, in that batch's state, or answer it from the request's cached answer; how many
-    rows moved. The caller recounts the new batch."""
+async def join_first_occurrences(
+    conn: AsyncConnection, request_id: str, batch_id: int, keys: Mapping[str, set[int]]
+) -> int:
+    """Move each row of the new batch `batch_id` whose key (one of `keys`, with the batches where an equal hash
+    went) the request stored before into its first occurrence's batch, in that batch's state, or answer it from
+    the request's cached answer; how many rows moved. The caller recounts the new batch."""
     firsts = await _first_batches(conn, request_id, batch_id, keys)
     by_batch: dict[int | None, list[str]] = defaultdict(list)
     for key, first in firsts.items():
@@ -94,15 +102,27 @@ async def join_first_occurrences(conn: AsyncConnection, request_id: str, batch_i
 
 
 async def _first_batches(
-    conn: AsyncConnection, request_id: str, batch_id: int, keys: set[str]
+    conn: AsyncConnection, request_id: str, batch_id: int, keys: Mapping[str, set[int]]
 ) -> dict[str, int | None]:
-    """Of `keys`, those stored before this chunk, each with the batch its rows are in (None: cache-answered)."""
+    """Of `keys`, those stored before this chunk, each with the batch its rows are in (None: cache-answered).
+    Looked for first in the batches their hashes point to (an index on batch_id: a few batches' rows), then, for
+    the rest (cache-answered ones, and hashes that were alike by chance), among all the request's rows."""
     lowered = func.lower(QueueModel.email)
+    sent = QueueModel.status.not_in(_NOT_SENT)
     found: dict[str, int | None] = {}
-    for part in _parts(sorted(keys)):
+    hinted = sorted({b for batches in keys.values() for b in batches} - {0, batch_id})
+    if hinted:
+        for part in _parts(sorted(keys)):
+            query = select(lowered, func.min(QueueModel.batch_id)).where(
+                QueueModel.batch_id.in_(hinted), lowered.in_(part), sent
+            )
+            for key, first in (await conn.execute(query.group_by(lowered))).all():
+                found[key] = first
+    rest = sorted(set(keys) - set(found))
+    for part in _parts(rest):
         query = (
             select(lowered, func.min(QueueModel.batch_id))
-            .where(QueueModel.request_id == request_id, lowered.in_(part), QueueModel.status.not_in(_NOT_SENT))
+            .where(QueueModel.request_id == request_id, lowered.in_(part), sent)
             .where(or_(QueueModel.batch_id.is_(None), QueueModel.batch_id != batch_id))
             .group_by(lowered)
         )

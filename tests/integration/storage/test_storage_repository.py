@@ -398,3 +398,22 @@ async def test_a_request_is_finished_once_every_batch_is_downloaded_or_dead(repo
     assert request is not None and request.status == RequestState.FINISHED and request.finished_at is not None
     assert (await repo.get_request("other")).status == RequestState.ACTIVE  # type: ignore[union-attr]
     assert await repo.finish_requests() == 0  # already finished: nothing changes
+
+
+async def test_a_resumed_list_still_sends_a_repeat_of_a_row_stored_before_the_break_once(repo: Repository) -> None:
+    listing = [EmailRow(email=e, row_number=n) for n, e in enumerate(["a@x.com", "b@x.com", "B@X.com", "c@x.com"], 1)]
+
+    def broken() -> Iterator[Sequence[EmailRow]]:
+        yield listing[:2]
+        raise ValueError("broken")
+
+    with pytest.raises(ValueError, match="broken"):
+        await repo.ingest_request(REQUEST, broken())
+    [first] = [b.id for b in await repo.request_batches("req-1")]
+    await repo.store_results(first, [result("a@x.com"), result("b@x.com")])  # downloaded meanwhile
+
+    rest = await repo.ingest_request(REQUEST, chunked(listing, 2), resume=True)
+
+    assert [[e.email for e in await repo.batch_emails(b)] for b in rest] == [["c@x.com"]]
+    exported = [(row.email, row.state, row.status) async for row in repo.iter_export("req-1")]
+    assert exported[2] == ("B@X.com", "completed", "deliverable")  # settled from the stored result at once
