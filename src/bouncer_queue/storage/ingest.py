@@ -166,8 +166,11 @@ class RequestQueries(Queries):
             stored = select(func.lower(QueueModel.email), QueueModel.batch_id).where(sent)
             keys = await conn.stream(stored.execution_options(yield_per=10_000))
             async for part in keys.partitions():
+                by_batch: dict[int | None, list[str]] = {}
                 for key, batch_id in part:
-                    run.keys.add((key,), batch_id)
+                    by_batch.setdefault(batch_id, []).append(key)
+                for batch_id, batch_keys in by_batch.items():
+                    run.keys.add(batch_keys, batch_id)
         return run
 
     @translated("store a chunk of a request")

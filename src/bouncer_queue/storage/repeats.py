@@ -1,12 +1,12 @@
 """One batch per address per request, while the list is stored chunk by chunk (ingest.py).
 
 Every input row is stored, but an address (its lower-cased key, the one results are stored under) is sent once
-per request. Within a chunk, its batch sends each address once (`batch_emails`). Across chunks, `KeyHashes` keeps
-an 8-byte hash of every key stored, and the batch it went into, so a chunk knows which of its keys may have come
-before: a list without repeats shows none and pays nothing more. Those few are checked exactly in the database,
-in the batches their hashes point to (so a list of many repeats reads a few batches per chunk, not the whole
-request), and each row whose key is stored already joins its first occurrence (`join_first_occurrences`), inside
-the chunk's transaction.
+per request. Within a chunk, its batch sends each address once (`batch_emails`). Across chunks, `KeyHashes`
+keeps an 8-byte hash of every key stored, which also names the batch it went into, so a chunk knows which of its
+keys may have come before: a list without repeats shows none and pays nothing more. Those few are checked exactly
+in the database, in the batches their hashes point to (so a list of many repeats reads a few batches per chunk,
+not the whole request), and each row whose key is stored already joins its first occurrence
+(`join_first_occurrences`), inside the chunk's transaction.
 
 The first occurrence may be anywhere by then: its batch pending, at Bouncer, downloaded, dead or cancelled, or
 its row answered by the result cache (no batch). The row takes the state its batch's rows have, under a lock of
@@ -45,38 +45,49 @@ _JOINED_STATE = {
 _UNSENT = (BatchState.PENDING.value, BatchState.FAILED.value)
 
 
+#: The low bits of a key's hash pick its bucket, so the stored value carries its chunk's ordinal there instead.
+_LOW = 0xFFFF
+
+
 class KeyHashes:
-    """The hash of every address key stored so far, with the batch it went into (8 + 8 bytes an address), in up to
-    65,536 small arrays, so a lookup scans a few dozen. A hash never seen proves a key new; a hash seen before
-    only says the exact check in the database is worth asking, and in which batches to look first."""
+    """The hash of every address key stored so far (8 bytes an address), in up to 65,536 small arrays, so a lookup
+    scans a few dozen. The low 16 bits of a hash pick its array; in their place the stored value keeps the ordinal
+    (modulo 65,536) of the chunk it came in, which names the batch it went into. A hash never seen proves a key
+    new; a hash seen before only says the exact check in the database is worth asking, and where to look first."""
 
     def __init__(self) -> None:
-        self._buckets: dict[int, tuple[array[int], array[int]]] = {}
+        self._buckets: dict[int, array[int]] = {}
+        self._chunk_batches: list[int] = []
 
     def seen(self, keys: Iterable[str]) -> dict[str, set[int]]:
         """The keys (lower-cased addresses) whose hash an earlier `add` brought in, each with the batches (0: none)
-        those earlier keys went into."""
+        those earlier keys may have gone into."""
         buckets = self._buckets
         found: dict[str, set[int]] = {}
         for key in keys:
             hashed = hash(key)
-            bucket = buckets.get(hashed & 0xFFFF)
-            if bucket is not None and hashed in bucket[0]:
-                hashes, batches = bucket
-                found[key] = {batches[i] for i, h in enumerate(hashes) if h == hashed}
+            bucket = buckets.get(hashed & _LOW)
+            if bucket is None:
+                continue
+            high = hashed >> 16
+            ordinals = [value & _LOW for value in bucket if value >> 16 == high]
+            if ordinals:
+                chunks = self._chunk_batches
+                found[key] = {batch for ordinal in ordinals for batch in chunks[ordinal :: _LOW + 1]}
         return found
 
     def add(self, keys: Iterable[str], batch_id: int | None) -> None:
+        """Note the keys of one chunk, stored in `batch_id` (None: no batch)."""
         # str.lower folds at least what the databases' lower() does, so keys equal in SQL hash alike.
         buckets = self._buckets
-        batch = batch_id or 0
+        ordinal = len(self._chunk_batches) & _LOW
+        self._chunk_batches.append(batch_id or 0)
         for key in keys:
             hashed = hash(key)
-            bucket = buckets.get(hashed & 0xFFFF)
+            bucket = buckets.get(hashed & _LOW)
             if bucket is None:
-                bucket = buckets[hashed & 0xFFFF] = (array("q"), array("q"))
-            bucket[0].append(hashed)
-            bucket[1].append(batch)
+                bucket = buckets[hashed & _LOW] = array("q")
+            bucket.append((hashed & ~_LOW) | ordinal)
 
 
 async def join_first_occurrences(
