@@ -16,7 +16,6 @@ other address goes through email-validator whole.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
@@ -46,7 +45,7 @@ def mark_invalid(chunk: Sequence[EmailRow]) -> list[EmailRow]:
     """The chunk with every undeliverable address flagged `invalid` (the others are the same objects). Rows
     without an address (`skipped`) are left as they are: they are kept for the export, not answered."""
     return [
-        row if row.skipped is not None or is_deliverable_syntax(row.email) else replace(row, invalid=True)
+        row if row.skipped is not None or is_deliverable_syntax(row.email) else row._replace(invalid=True)
         for row in chunk
     ]
 

@@ -33,4 +33,4 @@ def make_row(row_number: int, raw_email: str, name: str | None, row: Mapping[str
     email = normalize_email(raw_email)
     if not email:
         return SkippedRow(row_number, "no email", row)
-    return EmailRow(email=email, name=(name or "").strip() or None, row_number=row_number, extra=row or None)
+    return EmailRow(email, (name or "").strip() or None, row_number, row or None)
