@@ -10,7 +10,9 @@ before the @, 253 after it and 254 in all. Such an address gets `undeliverable` 
 Speed: email-validator costs about 70 µs an address, over a minute for a million rows. An address that
 emails.is_valid_syntax accepts (ASCII dot-atom local part, LDH domain; a strict subset of what email-validator
 accepts) only needs its domain checked, and a list has few domains, so the domain's verdict is cached; every
-other address goes through email-validator whole.
+other address goes through email-validator whole. The plain address of at most 254 characters is recognized
+by one match (emails.PLAIN_ADDRESS: ASCII, so its characters are its octets and the lengths hold); any other
+takes the checks one by one, with the same verdicts.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-from bouncer_queue.emails import is_valid_syntax
+from bouncer_queue.emails import PLAIN_ADDRESS, is_valid_syntax
 from bouncer_queue.storage.records import EmailRow
 
 #: The status and reason of a local answer, as Bouncer gives them for a malformed address.
@@ -30,10 +32,14 @@ MAX_ADDRESS_OCTETS = 254
 MAX_LOCAL_OCTETS = 64
 MAX_DOMAIN_OCTETS = 253
 _DOMAIN_CACHE = 4096
+_plain = PLAIN_ADDRESS.fullmatch
 
 
 def is_deliverable_syntax(address: str) -> bool:
     """True unless `address` cannot be delivered by its syntax alone."""
+    plain = _plain(address) if len(address) <= MAX_ADDRESS_OCTETS else None
+    if plain is not None:
+        return _domain_ok(plain[1].lower())
     if not _lengths_ok(address):
         return False
     if is_valid_syntax(address):
