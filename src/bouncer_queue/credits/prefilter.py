@@ -17,8 +17,11 @@ takes the checks one by one, with the same verdicts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import lru_cache
+from operator import attrgetter, countOf, itemgetter
+from typing import cast
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -33,6 +36,8 @@ MAX_LOCAL_OCTETS = 64
 MAX_DOMAIN_OCTETS = 253
 _DOMAIN_CACHE = 4096
 _plain = PLAIN_ADDRESS.fullmatch
+_domain_of = itemgetter(1)  # a PLAIN_ADDRESS match's domain
+_email = attrgetter("email")
 
 
 def is_deliverable_syntax(address: str) -> bool:
@@ -50,10 +55,24 @@ def is_deliverable_syntax(address: str) -> bool:
 def mark_invalid(chunk: Sequence[EmailRow]) -> list[EmailRow]:
     """The chunk with every undeliverable address flagged `invalid` (the others are the same objects). Rows
     without an address (`skipped`) are left as they are: they are kept for the export, not answered."""
+    if _all_plain_and_deliverable(list(map(_email, chunk))):
+        return list(chunk)
     return [
         row if row.skipped is not None or is_deliverable_syntax(row.email) else row._replace(invalid=True)
         for row in chunk
     ]
+
+
+def _all_plain_and_deliverable(addresses: list[str]) -> bool:
+    """Whether is_deliverable_syntax holds for every address by its one-match path, taken in C over the whole
+    chunk (a million rows make no Python call each). A skipped row's empty address is not plain: False."""
+    if not addresses or max(map(len, addresses)) > MAX_ADDRESS_OCTETS:
+        return False
+    plain = list(map(_plain, addresses))
+    if countOf(plain, None):
+        return False
+    matches = cast("list[re.Match[str]]", plain)
+    return all(map(_domain_ok, map(str.lower, map(_domain_of, matches))))
 
 
 def _lengths_ok(address: str) -> bool:

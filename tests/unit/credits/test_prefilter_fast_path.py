@@ -10,7 +10,8 @@ import pytest
 
 from bouncer_queue import emails
 from bouncer_queue.credits import prefilter
-from bouncer_queue.credits.prefilter import is_deliverable_syntax
+from bouncer_queue.credits.prefilter import is_deliverable_syntax, mark_invalid
+from bouncer_queue.storage.records import EmailRow
 
 _ATOM = "abcxyzABCXYZ0189!#$%&'*+/=?^_`{|}~-"
 _ODD = ['"', " ", "\t", "\n", "\r", "(", ")", ",", ":", ";", "<", ">", "[", "]", "\\", "@", "é", "ü", "\u212a", "ß"]
@@ -123,3 +124,25 @@ def test_generated_addresses_get_the_same_verdict_and_the_plain_ones_email_valid
     # The plain ones, judged whole by email-validator plus the octet limits, as the module documents.
     whole = [a for a in plain if is_deliverable_syntax(a) != (prefilter._lengths_ok(a) and prefilter._validates(a))]
     assert whole == []
+
+
+def test_mark_invalid_on_whole_chunks_flags_what_row_by_row_flags() -> None:
+    rng = random.Random(7)
+    generated = [_address(rng) for _ in range(400)]
+    plain = [a for a in generated if len(a) <= 254 and emails.PLAIN_ADDRESS.fullmatch(a)]
+    chunks = [
+        [EmailRow(a) for a in plain],  # may hold plain addresses at undeliverable domains (.local, .test)
+        [EmailRow(a) for a in plain if is_deliverable_syntax(a)],  # all plain and deliverable: kept whole
+        [EmailRow(a) for a in generated],
+        [EmailRow("a@example.com"), EmailRow("", skipped="no email"), EmailRow("b@example.com")],
+        [EmailRow("a@example.com"), EmailRow("a@" + "d" * 60 + "." + "e" * 60 + "." + "f" * 60 + "." + "g" * 70)],
+        [],
+    ]
+    for chunk in chunks:
+        marked = mark_invalid(chunk)
+        expected = [
+            r if r.skipped is not None or is_deliverable_syntax(r.email) else r._replace(invalid=True) for r in chunk
+        ]
+        assert marked == expected
+        assert all(m is r for m, r in zip(marked, chunk, strict=True) if not m.invalid)  # the same objects
+    assert not any(r.invalid for r in mark_invalid(chunks[1])) and any(r.invalid for r in mark_invalid(chunks[0]))
