@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse
 
 from bouncer_queue.bouncer.schemas import result_rows
 from bouncer_queue.domain import BatchState
+from bouncer_queue.emails import normalize_email
 from bouncer_queue.lists.readers import read_list
 from bouncer_queue.pipeline.ingest import chunked
 from bouncer_queue.simulator.config import SimulatorConfig
@@ -159,10 +160,11 @@ def cells(i: int) -> tuple[str, ...]:
 
 
 def queue_rows(parsed: list[list[str]], batch_id: int) -> list[tuple[Any, ...]]:
-    """The rows our ingest stores for the list, built from the csv module's cells (untimed: prebuilt)."""
+    """The rows our ingest stores for the list, built from the csv module's cells (untimed: prebuilt): the
+    address in its normal form, the name, and the whole input row as `extra`, as the list readers keep it."""
     now = utcnow()
     return [
-        ("req", "user", row[0].lower(), row[1], n + 2, json.dumps(dict(zip(HEADER[2:], row[2:], strict=True))),
+        ("req", "user", normalize_email(row[0]), row[1], n + 2, json.dumps(dict(zip(HEADER, row, strict=True))),
          3, "batched", batch_id, now, now)
         for n, row in enumerate(parsed)
     ]  # fmt: skip

@@ -16,6 +16,12 @@ _ADDRESS = re.compile(rf"^{_LOCAL}@{_LABEL}(?:\.{_LABEL})+$")
 MAX_ADDRESS_LENGTH = 254
 MAX_LOCAL_LENGTH = 64
 
+#: The plain, common address in one match, its domain as group 1: what `is_valid_syntax` accepts, with the local
+#: part's length (at most MAX_LOCAL_LENGTH) and the top-level label (not all digits) checked by the pattern, so
+#: for an address of at most MAX_ADDRESS_LENGTH characters `PLAIN_ADDRESS.fullmatch` agrees with it in one call.
+#: Its classes are ASCII ranges, and it has no IGNORECASE (which would let U+212A, the Kelvin sign, match "k").
+PLAIN_ADDRESS = re.compile(rf"(?=[^@]{{1,{MAX_LOCAL_LENGTH}}}@){_LOCAL}@((?:{_LABEL}\.)+(?![0-9]+\Z){_LABEL})")
+
 
 def normalize_email(raw: str) -> str:
     """Trim, and lower-case the domain (local parts are case-sensitive by the RFC, so they stay as given)."""
@@ -23,7 +29,9 @@ def normalize_email(raw: str) -> str:
     local, sep, domain = text.rpartition("@")
     if not sep:
         return text
-    return f"{local}@{domain.lower()}"
+    lowered = domain.lower()
+    # Most domains come lower-case already: the address is then its own normal form, with no copy made.
+    return text if lowered == domain else f"{local}@{lowered}"
 
 
 def is_valid_syntax(address: str) -> bool:

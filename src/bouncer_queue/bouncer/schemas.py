@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from functools import partial
+from itertools import starmap
+from operator import itemgetter
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -104,16 +107,17 @@ def result_rows(text: str) -> list[ResultRow]:
 
 def iter_result_rows(text: str) -> Iterator[ResultRow]:
     """`result_rows` one row at a time, for a caller that interleaves other work with a long download."""
-    return (_result_row(obj, raw_json) for obj, raw_json in _array_elements(text))
+    return starmap(_result_row, _array_elements(text))
 
 
-_DECODER = json.JSONDecoder()
+_DECODER = json.JSONDecoder()  # its scan_once is what raw_decode calls, here without raw_decode's Python frame
 _SPACE = re.compile(r"[ \t\n\r]*")
+_BLANKS = frozenset(" \t\n\r")
 
 
 def _array_elements(text: str) -> Iterator[tuple[Any, str]]:
     """Each element of a JSON array with its own text: decoded once by the C scanner, never encoded again."""
-    decode = _DECODER.raw_decode
+    scan: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
     pos = _skip(text, 0)
     if text[pos : pos + 1] != "[":
         raise ValueError("a download is a JSON array")
@@ -122,8 +126,14 @@ def _array_elements(text: str) -> Iterator[tuple[Any, str]]:
     if closing:
         pos += 1
     while not closing:
-        element, end = decode(text, pos)
+        try:
+            element, end = scan(text, pos)
+        except StopIteration as exc:
+            raise json.JSONDecodeError("Expecting value", text, exc.value) from None
         yield element, text[pos:end]
+        if text[end : end + 1] == "," and text[end + 1 : end + 2] not in _BLANKS:
+            pos = end + 1  # compact JSON, as Bouncer sends it: the next element starts right after the comma
+            continue
         pos = _skip(text, end)
         separator = text[pos : pos + 1]
         if separator not in (",", "]"):
@@ -143,10 +153,38 @@ def _skip(text: str, pos: int) -> int:
 _EMPTY: dict[str, Any] = {}
 _TEXT = frozenset((str, type(None)))
 _NUMBER = frozenset((int, type(None)))
+# A result as Bouncer documents it carries every field: three C calls take them all, where a missing one, or a
+# provider given only under `dns`, takes the field-by-field path.
+_TOP = itemgetter("email", "status", "reason", "domain", "account", "provider", "score", "toxic", "toxicity")
+_DOMAIN = itemgetter("name", "acceptAll", "disposable", "free")
+_ACCOUNT = itemgetter("role", "disabled", "fullMailbox")
+_new_row = partial(tuple.__new__, ResultRow)  # ResultRow's fields in order, without NamedTuple's Python __new__
 
 
 def _result_row(obj: Any, raw_json: str) -> ResultRow:
     """Flatten one result object (its text kept beside it); every type is checked, in a few C-level steps."""
+    try:
+        email, status, reason, domain, account, provider, score, toxic, toxicity = _TOP(obj)
+        texts = (reason, *_DOMAIN(domain), *_ACCOUNT(account), provider, toxic)
+    except (KeyError, TypeError):
+        return _any_result_row(obj, raw_json)
+    if (
+        type(obj) is not dict
+        or type(domain) is not dict
+        or type(account) is not dict
+        or provider is None
+        or type(email) is not str
+        or type(status) is not str
+        or not _TEXT.issuperset(map(type, texts))
+        or not {type(score), type(toxicity)} <= _NUMBER
+    ):
+        return _any_result_row(obj, raw_json)  # which says what is wrong, if anything
+    row: ResultRow = _new_row((email, status, reason, score, *texts[1:], toxicity, None, raw_json))
+    return row
+
+
+def _any_result_row(obj: Any, raw_json: str) -> ResultRow:
+    """`_result_row` for any shape: fields missing or null, the provider under `dns`; ValueError for wrong types."""
     if type(obj) is not dict:
         raise ValueError("a result is not a JSON object")
     get = obj.get

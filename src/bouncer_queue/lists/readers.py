@@ -78,19 +78,23 @@ class ListReader:
     def __iter__(self) -> Iterator[EmailRow]:
         self._reset()
         limit = self.max_rows
-        with self._items() as items:
-            for item in items:
-                self.rows_read += 1
-                if limit is not None and self.rows_read > limit:
-                    self._too_many_rows()
-                if isinstance(item, SkippedRow):
-                    self._skip(item)
-                    if self.keep_skipped:
-                        yield item.as_email_row()
-                    continue
-                self.rows_yielded += 1
-                yield item
-        self.complete = True
+        read = 0
+        try:
+            with self._items() as items:
+                # enumerate counts in C: this loop runs once per row of lists of millions.
+                for read, item in enumerate(items, start=1):
+                    if limit is not None and read > limit:
+                        self._too_many_rows()
+                    if isinstance(item, SkippedRow):
+                        self._skip(item)
+                        if self.keep_skipped:
+                            yield item.as_email_row()
+                        continue
+                    yield item
+            self.complete = True
+        finally:
+            # Each row read was either yielded or skipped, so one count gives both.
+            self.rows_read, self.rows_yielded = read, read - self.skipped_total
 
     @contextmanager
     def _items(self) -> Iterator[Iterator[EmailRow | SkippedRow]]:

@@ -26,6 +26,8 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice, repeat
+from operator import attrgetter, countOf
 from typing import TYPE_CHECKING
 
 from bouncer_queue.credits.cache import cache_since
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from bouncer_queue.storage.repository import Repository
 
 log = logging.getLogger(__name__)
+_skipped = attrgetter("skipped")
 
 EmailInput = EmailRow | Mapping[str, object] | str
 
@@ -129,21 +132,32 @@ def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Itera
     Skipped rows (no address: `EmailRow.skipped`) ride along in the chunk of their neighbours, in input order,
     without counting towards its size: they are stored for the export, never sent.
     """
-    chunk: list[EmailRow] = []
-    addresses = 0
-    for index, item in enumerate(items, start=1):
-        # EmailRow is what the list readers yield: skip the call for it, a million times over.
-        row = item if isinstance(item, EmailRow) else _to_row(item, index)
-        chunk.append(row)
-        addresses += row.skipped is None
-        if addresses >= size:
-            counter[0] += addresses
-            yield mark_invalid(chunk)
-            chunk, addresses = [], 0
-    if chunk:
+    source = iter(items)
+    read = 0
+    # Taken with islice, a chunk is cut in C; it is topped up by the rows still missing until it holds `size`
+    # addresses (or the input ends), so it ends where the row-by-row cut did: at its `size`-th address.
+    while chunk := _as_rows(list(islice(source, size)), read):
+        read += len(chunk)
+        addresses = _addresses(chunk)
+        while addresses < size and (more := _as_rows(list(islice(source, size - addresses)), read)):
+            read += len(more)
+            chunk += more
+            addresses += _addresses(more)
         counter[0] += addresses
         yield mark_invalid(chunk)
     _refuse_empty(counter)
+
+
+def _as_rows(items: list[EmailInput], before: int) -> list[EmailRow]:
+    """`items` as EmailRows, numbered from `before` + 1; EmailRow is what the list readers give, kept as it is."""
+    if all(map(isinstance, items, repeat(EmailRow))):
+        return items  # type: ignore[return-value]  # every item is one, as just checked
+    return [item if isinstance(item, EmailRow) else _to_row(item, n) for n, item in enumerate(items, before + 1)]
+
+
+def _addresses(rows: list[EmailRow]) -> int:
+    """How many of `rows` carry an address (not `skipped`), counted in C."""
+    return countOf(map(_skipped, rows), None)
 
 
 async def add_emails_to_queue(

@@ -30,8 +30,10 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain, repeat
 from json.encoder import encode_basestring_ascii as _json_string
-from typing import Any
+from operator import attrgetter, countOf
+from typing import Any, cast
 
 from sqlalchemy import RowMapping, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -60,6 +62,13 @@ _QUEUE_COLUMNS = (
     "created_at",
     "updated_at",
 )
+
+_BATCHED, _INVALID = EmailState.BATCHED.value, EmailState.INVALID.value
+_email, _name, _row_number = attrgetter("email"), attrgetter("name"), attrgetter("row_number")
+_extra, _invalid, _skipped = attrgetter("extra"), attrgetter("invalid"), attrgetter("skipped")
+# Any character JSON escapes as \u00XX serves: no two occurrences of its escape can overlap.
+_SEPARATOR = "\x00"
+_SEPARATOR_ESCAPED = _json_string(_SEPARATOR)[1:-1]
 
 
 @dataclass
@@ -352,18 +361,39 @@ def _request_record(row: RowMapping) -> RequestRecord:
 async def _ingest_chunk(conn: AsyncConnection, request: RequestInfo, chunk: Sequence[EmailRow]) -> int | None:
     """Store a chunk's rows, the valid ones in a new batch (None when there is none: no batch then)."""
     now = utcnow()
-    priority = int(request.priority)
-    sent = [r for r in chunk if not r.invalid]
+    invalid = any(map(_invalid, chunk))
+    sent = [r for r in chunk if not r.invalid] if invalid else chunk
     batch_id = await _new_batch(conn, request, sent, now) if sent else None
-    head = (request.request_id, request.user_id)
-    placed = (EmailState.BATCHED.value, batch_id)
-    local = (EmailState.INVALID.value, None)  # answered by the syntax pre-filter, in no batch
-    rows = [
-        (*head, r.email, r.name, r.row_number, _json(r.extra), priority, *(local if r.invalid else placed), now, now)
-        for r in chunk
-    ]
+    rows = _queue_rows(request, chunk, batch_id, now, invalid)
     await bulk.insert_rows(conn, QueueModel.__tablename__, _QUEUE_COLUMNS, rows)
     return batch_id
+
+
+def _queue_rows(
+    request: RequestInfo, chunk: Sequence[EmailRow], batch_id: int | None, now: datetime, invalid: bool
+) -> list[bulk.Row]:
+    """The chunk's Bouncer_Queue rows in _QUEUE_COLUMNS order, put together by zip: a million rows make no
+    Python call each. A row the syntax pre-filter answered is `invalid`, in no batch; the others are placed."""
+    if invalid:
+        states: Iterable[str] = [_INVALID if r.invalid else _BATCHED for r in chunk]
+        batches: Iterable[int | None] = [None if r.invalid else batch_id for r in chunk]
+    else:
+        states, batches = repeat(_BATCHED), repeat(batch_id)
+    return list(
+        zip(
+            repeat(request.request_id),
+            repeat(request.user_id),
+            map(_email, chunk),
+            map(_name, chunk),
+            map(_row_number, chunk),
+            _json_texts(list(map(_extra, chunk))),
+            repeat(int(request.priority)),
+            states,
+            batches,
+            repeat(now),
+            repeat(now),
+        )
+    )
 
 
 async def _new_batch(conn: AsyncConnection, request: RequestInfo, sent: Sequence[EmailRow], now: datetime) -> int:
@@ -375,7 +405,7 @@ async def _new_batch(conn: AsyncConnection, request: RequestInfo, sent: Sequence
             priority=int(request.priority),
             delay_ms=request.delay_ms,
             quantity=len(sent),
-            billable=len({r.email.lower() for r in sent}),
+            billable=len(set(map(str.lower, map(_email, sent)))),
         )
     )
     return new_id(result)
@@ -383,10 +413,9 @@ async def _new_batch(conn: AsyncConnection, request: RequestInfo, sent: Sequence
 
 def _split_skipped(rows: Sequence[EmailRow]) -> tuple[Sequence[EmailRow], list[EmailRow]]:
     """The addresses to batch, and the rows without one (usually none: then the chunk is passed on as it is)."""
-    skipped = [r for r in rows if r.skipped is not None]
-    if not skipped:
-        return rows, skipped
-    return [r for r in rows if r.skipped is None], skipped
+    if countOf(map(_skipped, rows), None) == len(rows):
+        return rows, []
+    return [r for r in rows if r.skipped is None], [r for r in rows if r.skipped is not None]
 
 
 async def _store_skipped(conn: AsyncConnection, request: RequestInfo, rows: Sequence[EmailRow]) -> None:
@@ -436,6 +465,29 @@ def _new_batch_values(now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
+
+
+def _json_texts(values: list[Mapping[str, Any] | None]) -> list[str | None]:
+    """`_json` of each value, byte for byte. The list readers' `extra` of a chunk are dicts of text under the same
+    headers: then every cell of the chunk is escaped by one C call and each object is put back together from a
+    template, with no Python call per row (half the cost). Anything else takes `_json` value by value."""
+    if countOf(map(type, values), dict) != len(values):
+        return list(map(_json, values))
+    dicts = cast("list[dict[str, Any]]", values)
+    headers = set(map(tuple, dicts))
+    cells = list(chain.from_iterable(map(dict.values, dicts)))
+    if len(headers) != 1 or not cells or countOf(map(type, cells), str) != len(cells):
+        return list(map(_json, values))
+    [names] = headers
+    if countOf(map(type, names), str) != len(names):
+        return list(map(_json, values))
+    # One escaped string, cut at the separator's escape. A separator in a cell (or the escape's six characters
+    # spelled out in one) makes more pieces than cells, and the chunk is then encoded value by value.
+    pieces = _json_string(_SEPARATOR.join(cells))[1:-1].split(_SEPARATOR_ESCAPED)
+    if len(pieces) != len(cells):
+        return list(map(_json, values))
+    template = "{" + ", ".join(_json_string(name).replace("%", "%%") + ': "%s"' for name in names) + "}"
+    return list(map(template.__mod__, zip(*[iter(pieces)] * len(names), strict=True)))
 
 
 def _json(value: Mapping[str, Any] | None) -> str | None:

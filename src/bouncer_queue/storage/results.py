@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
-from operator import attrgetter
+from itertools import repeat
+from operator import add, attrgetter, countOf, itemgetter
 from typing import Any
 
 from sqlalchemy import Row, case, func, select, text, update
@@ -44,9 +45,13 @@ RESULT_FIELDS = (
     "toxic",
     "toxicity",
 )
-_result_fields = attrgetter(*RESULT_FIELDS)
+_email, _raw_json = attrgetter("email"), attrgetter("raw_json")
+#: ResultRow holds RESULT_FIELDS side by side (a test checks it), so one slice of it is the verdict columns.
+_VERDICT_START = ResultRow._fields.index(RESULT_FIELDS[0])
+_verdict = itemgetter(slice(_VERDICT_START, _VERDICT_START + len(RESULT_FIELDS)))
 _RESULT_COLUMNS = ("request_id", "email", "batch_id", *RESULT_FIELDS, "raw", "verified_at")
 _RESULT_KEY = ("request_id", "email")
+_row_email = itemgetter(_RESULT_COLUMNS.index("email"))
 
 
 class ResultQueries(Queries):
@@ -110,20 +115,19 @@ def _settle_emails(batch_id: int, now: datetime) -> Any:
 
 
 def _result_rows(request_id: str, batch_id: int, results: Sequence[ResultRow], now: datetime) -> list[bulk.Row]:
-    by_email: dict[str, bulk.Row] = {}
-    for r in results:
-        email = r.email.strip().lower()
-        # Last one wins on a repeated address, as the upsert would; PostgreSQL refuses one row twice per statement.
-        by_email[email] = (
-            request_id,
-            email,
-            batch_id,
-            *_result_fields(r),
-            r.raw_json if r.raw_json is not None else json.dumps(r.raw or {}),
-            now,
-        )
+    """The Bouncer_Results rows in _RESULT_COLUMNS order, put together by C calls (no Python call a row): the email
+    trimmed and lower-cased, the verdict as a slice of the ResultRow, Bouncer's text as `raw` (or the object
+    encoded)."""
+    emails = list(map(str.lower, map(str.strip, map(_email, results))))
+    raws: list[str] = list(map(_raw_json, results))
+    if countOf(raws, None):
+        raws = [r.raw_json if r.raw_json is not None else json.dumps(r.raw or {}) for r in results]
+    heads = zip(repeat(request_id), emails, repeat(batch_id))
+    rows = map(add, map(add, heads, map(_verdict, results)), zip(raws, repeat(now)))
+    # Last one wins on a repeated address, as the upsert would; PostgreSQL refuses one row twice per statement.
+    by_email = dict(zip(emails, rows, strict=True))
     # One key order for every writer: two transactions upserting overlapping rows then cannot deadlock.
-    return [by_email[email] for email in sorted(by_email)]
+    return sorted(by_email.values(), key=_row_email)
 
 
 def _export_query(request_id: str, statuses: Collection[str] | None) -> Any:
