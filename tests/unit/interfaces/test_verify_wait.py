@@ -101,3 +101,13 @@ async def test_closed_batches_are_not_taken_for_a_finished_request_until_the_cou
     assert not waiting.done()
     manager.emails = {"completed": 2}
     assert (await asyncio.wait_for(waiting, 5)).done
+
+
+def test_verify_decodes_one_download_at_a_time_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bouncer_queue.config import Settings
+    from bouncer_queue.interfaces.runner import VERIFY_DOWNLOAD_CONCURRENCY, verify_settings
+
+    monkeypatch.delenv("BATCH_DOWNLOAD_CONCURRENCY", raising=False)
+    assert verify_settings(Settings(_env_file=None)).batch_download_concurrency == VERIFY_DOWNLOAD_CONCURRENCY  # type: ignore[call-arg]
+    monkeypatch.setenv("BATCH_DOWNLOAD_CONCURRENCY", "4")
+    assert verify_settings(Settings(_env_file=None)).batch_download_concurrency == 4  # type: ignore[call-arg]
