@@ -220,7 +220,7 @@ async def wait_for_request(
                 return exact
             # Never shown as done before the count says so, nor as going back.
             outside_open = max(exact.finished, exact.emails_total - batches.open_quantity)
-            _show(bar, task, exact.emails_total, min(outside_open, exact.emails_total - 1), batches)
+            _show(bar, task, exact.emails_total, max(0, min(outside_open, exact.emails_total - 1)), batches)
             if check_workers and not warned and now - checked_at >= WORKERS_CHECK_SECONDS:
                 checked_at = now
                 if await manager.live_worker_count() == 0:
