@@ -60,7 +60,7 @@ from sqlalchemy import text
 from storage_bulk import fresh_database
 
 from bouncer_queue.config import Settings
-from bouncer_queue.storage.db import make_engine
+from bouncer_queue.storage.db import READ_ONLY_OPTION, make_engine
 
 KEY = "bench-key"
 COMMAND = Path(sys.executable).with_name("bouncer-queue")
@@ -147,7 +147,8 @@ async def wait_until_finished(url: str, emails: int) -> dict[str, int]:
 async def wait_until_settled(url: str, emails: int, started: float) -> float:
     """Seconds from `started` until every address has its outcome, read as cheaply as verify's own progress bar:
     the batches (a few rows) every 0.1 s, the addresses (one row each) only once no batch is open."""
-    engine = make_engine(url)
+    # Read-only: on SQLite a plain transaction begins IMMEDIATE, taking the write lock from verify every 0.1 s.
+    engine = make_engine(url).execution_options(**{READ_ONLY_OPTION: True})
     still_open = "CASE WHEN status IN ('downloaded', 'dead', 'cancelled') THEN 0 ELSE 1 END"
     open_batches = text(f'SELECT count(*), sum({still_open}) FROM "Bouncer_Batches"')
     finished = text("SELECT count(*) FROM \"Bouncer_Queue\" WHERE status IN ('completed', 'failed', 'dead')")
@@ -307,7 +308,12 @@ async def one_run(args: argparse.Namespace, csv_path: Path) -> Run:
                     finally:
                         if not settled.done():  # verify exited (or failed) before the poll saw the last outcome
                             settled.cancel()
-                    wall = settled.result() if settled.done() and not settled.cancelled() else exit_wall
+                    wall = exit_wall
+                    if settled.done() and not settled.cancelled():
+                        if settled.exception() is not None:
+                            print(f"  the outcome poll failed ({settled.exception()}): wall is to the exit", flush=True)
+                        else:
+                            wall = settled.result()
                     finished_at = time.time() - (time.perf_counter() - started - wall)  # the last outcome's time
                 else:
                     wall = await run_workers(args, env, url, csv_path)
