@@ -51,7 +51,6 @@ from bouncer_queue.ops.keys import ApiKeySource
 from bouncer_queue.pipeline.ingest import AddResult, CreditOptions
 from bouncer_queue.queueing.signals import on_reload, on_stop
 from bouncer_queue.service import QueueManager
-from bouncer_queue.storage.db import limit_sqlite_heap
 from bouncer_queue.storage.records import BatchProgress, ExportRow, RequestProgress
 from bouncer_queue.workers import run_workers
 
@@ -64,9 +63,6 @@ VERIFY_MALLOC_ARENAS = 2
 TRIM_SECONDS = 1.0
 #: Downloads `verify` decodes and stores at once (see verify_settings).
 VERIFY_DOWNLOAD_CONCURRENCY = 1
-#: SQLite's heap in `verify` (storage/db.py:limit_sqlite_heap): each pooled connection, a thread of its own,
-#: otherwise keeps a page cache of up to 2 MB; four connections' worth is plenty for one process.
-VERIFY_SQLITE_HEAP_BYTES = 8 * 1024 * 1024
 
 #: Poll interval used against the local simulator, which finishes batches in seconds, not minutes.
 SIMULATOR_POLL_SECONDS = 1.0
@@ -490,7 +486,6 @@ async def _verify(
         # the export's CPU).
         gc.collect()
         gc.freeze()
-        await limit_sqlite_heap(manager.runtime.engine, VERIFY_SQLITE_HEAP_BYTES)
         with on_stop(stop.set):
             # The list first, then the workers: a list that fails to read (or a refused request) leaves no worker
             # half started, and jobs enqueued meanwhile wait in Redis for the workers anyway.

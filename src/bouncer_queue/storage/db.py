@@ -124,14 +124,3 @@ def _sqlite_on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN")
     else:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-async def limit_sqlite_heap(engine: AsyncEngine, limit_bytes: int) -> None:
-    """Ask SQLite to keep its heap in this process under `limit_bytes` (soft_heap_limit, process-wide): past it,
-    it frees unused cache pages instead of keeping up to 2 MB per connection, and every pooled connection is a
-    thread with a cache of its own. Queries still run whole; a page read again comes from the OS. Not SQLite:
-    nothing."""
-    if engine.dialect.name != "sqlite":
-        return
-    async with engine.connect() as conn:
-        await conn.exec_driver_sql(f"PRAGMA soft_heap_limit={int(limit_bytes)}")
