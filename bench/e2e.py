@@ -131,7 +131,7 @@ def environment(args: argparse.Namespace, base_url: str, state_dir: Path, url: s
 
 async def wait_until_finished(url: str, emails: int) -> dict[str, int]:
     """Until every address has its outcome (one engine, polled every 0.1 s); then the addresses by state."""
-    engine = make_engine(url)
+    engine = make_engine(url).execution_options(**{READ_ONLY_OPTION: True})  # see wait_until_settled
     query = text("SELECT count(*) FROM \"Bouncer_Queue\" WHERE status IN ('completed', 'failed', 'dead')")
     try:
         while True:
