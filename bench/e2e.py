@@ -230,7 +230,7 @@ async def run_workers(args: argparse.Namespace, env: dict[str, str], url: str, c
         return wall
 
 
-def tree_usage(root: int) -> tuple[int, float]:
+def tree_usage(root: int, *, skip_root: bool = False) -> tuple[int, float]:
     """Resident memory (kB) and CPU seconds of `root` and every descendant (the embedded Valkey, a simulator
     started by verify), from /proc: what the machine gives the command, not only its largest process."""
     children: dict[int, list[int]] = {}
@@ -246,6 +246,8 @@ def tree_usage(root: int) -> tuple[int, float]:
     while todo:
         pid = todo.pop()
         todo += children.get(pid, [])
+        if skip_root and pid == root:  # /usr/bin/time, the bench's own wrapper
+            continue
         try:
             found = re.search(r"^VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M)
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -270,7 +272,7 @@ def run_verify(env: dict[str, str], csv_path: Path) -> tuple[float, float, float
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
         peak_kb = 0
         while proc.poll() is None:
-            sample, cpu = tree_usage(proc.pid)
+            sample, cpu = tree_usage(proc.pid, skip_root=TIME_V.exists())
             peak_kb = max(peak_kb, sample)
             if trace is not None:  # seconds since start, tree RSS in MB, CPU s: where memory peaks, time goes
                 trace.write(f"{time.perf_counter() - started:.2f} {sample / 1024:.1f} {cpu:.2f}\n")

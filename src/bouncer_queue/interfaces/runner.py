@@ -61,8 +61,9 @@ log = logging.getLogger(__name__)
 #: (eight per core) kept about 40 MB more resident than two did (docs/benchmarks.md).
 VERIFY_MALLOC_ARENAS = 2
 TRIM_SECONDS = 1.0
-#: Downloads `verify` decodes and stores at once (see verify_settings).
+#: Downloads `verify` decodes and stores at once, and creates it sends at once (see verify_settings).
 VERIFY_DOWNLOAD_CONCURRENCY = 1
+VERIFY_CREATE_CONCURRENCY = 5
 
 #: Poll interval used against the local simulator, which finishes batches in seconds, not minutes.
 SIMULATOR_POLL_SECONDS = 1.0
@@ -438,12 +439,18 @@ async def preflight(path: Path, options: SubmitOptions, output: OutputOptions) -
 
 
 def verify_settings(settings: Settings) -> Settings:
-    """verify's workers share one process and its memory: one download at a time unless told otherwise
-    (BATCH_DOWNLOAD_CONCURRENCY). Decoding and storing a download is CPU work in this one process, so more at
-    once stored no faster, and each held its body, its decoded rows and their database rows at the same time."""
-    if "batch_download_concurrency" in settings.model_fields_set:
-        return settings
-    return settings.model_copy(update={"batch_download_concurrency": VERIFY_DOWNLOAD_CONCURRENCY})
+    """verify's workers share one process and its memory: one download and VERIFY_CREATE_CONCURRENCY creates at
+    a time unless told otherwise (BATCH_DOWNLOAD_CONCURRENCY, EMAIL_VERIFICATION_CONCURRENCY). Decoding and
+    storing a download is CPU work in this one process, so more at once stored no faster, and each held its body,
+    its decoded rows and their database rows at the same time; a create holds its batch's addresses and body."""
+    update: dict[str, int] = {}
+    if "batch_download_concurrency" not in settings.model_fields_set:
+        update["batch_download_concurrency"] = VERIFY_DOWNLOAD_CONCURRENCY
+    if "email_verification_concurrency" not in settings.model_fields_set:
+        update["email_verification_concurrency"] = min(
+            settings.email_verification_concurrency, VERIFY_CREATE_CONCURRENCY
+        )
+    return settings.model_copy(update=update) if update else settings
 
 
 async def verify_file(

@@ -103,11 +103,16 @@ async def test_closed_batches_are_not_taken_for_a_finished_request_until_the_cou
     assert (await asyncio.wait_for(waiting, 5)).done
 
 
-def test_verify_decodes_one_download_at_a_time_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_takes_one_download_and_a_few_creates_at_a_time_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
     from bouncer_queue.config import Settings
-    from bouncer_queue.interfaces.runner import VERIFY_DOWNLOAD_CONCURRENCY, verify_settings
+    from bouncer_queue.interfaces.runner import VERIFY_CREATE_CONCURRENCY, VERIFY_DOWNLOAD_CONCURRENCY, verify_settings
 
     monkeypatch.delenv("BATCH_DOWNLOAD_CONCURRENCY", raising=False)
-    assert verify_settings(Settings(_env_file=None)).batch_download_concurrency == VERIFY_DOWNLOAD_CONCURRENCY  # type: ignore[call-arg]
+    monkeypatch.delenv("EMAIL_VERIFICATION_CONCURRENCY", raising=False)
+    chosen = verify_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert chosen.batch_download_concurrency == VERIFY_DOWNLOAD_CONCURRENCY
+    assert chosen.email_verification_concurrency <= VERIFY_CREATE_CONCURRENCY
     monkeypatch.setenv("BATCH_DOWNLOAD_CONCURRENCY", "4")
-    assert verify_settings(Settings(_env_file=None)).batch_download_concurrency == 4  # type: ignore[call-arg]
+    monkeypatch.setenv("EMAIL_VERIFICATION_CONCURRENCY", "12")
+    told = verify_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert (told.batch_download_concurrency, told.email_verification_concurrency) == (4, 12)
