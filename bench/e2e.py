@@ -18,7 +18,11 @@ From the simulator's own request log (/__simulator/requests) and batch times (/_
 - budget share: per budget (every batch-endpoint call, creates), the time-averaged use of the budget from one
   window after the first call to the last call (meaningful when the limiter binds: many small batches; goal
   >= 97 %), the busiest window against the limit (never over), and the 429s;
-- CPU seconds of our processes beside the wall time, and the peak RSS of `verify`.
+- with --verify, also the time until the command exits, its export of the results included (`verify_exit_s`,
+  `exit_over_ideal`), which `workers` + `submit` have no counterpart of;
+- CPU seconds of our processes beside the wall time, and the peak RSS of `verify`: `peak_rss_mb` is the sum
+  over its process tree (verify, its embedded Valkey), sampled from /proc every 50 ms; `peak_rss_main_mb` the
+  verify process alone (/usr/bin/time -v).
 
     .venv/bin/python bench/e2e.py                                   # 300,000 emails, speed 500, PostgreSQL
     .venv/bin/python bench/e2e.py --processes 3 --engine sqlite
@@ -56,13 +60,16 @@ from sqlalchemy import text
 from storage_bulk import fresh_database
 
 from bouncer_queue.config import Settings
-from bouncer_queue.storage.db import make_engine
+from bouncer_queue.storage.db import READ_ONLY_OPTION, make_engine
 
 KEY = "bench-key"
 COMMAND = Path(sys.executable).with_name("bouncer-queue")
 TIME_V = Path("/usr/bin/time")
 BATCH_PATH = "/v1.1/email/verify/batch"
 QUEUE_DELAY = 0.5
+#: How often the RSS of verify's process tree is sampled (a peak shorter than this can be missed).
+RSS_SAMPLE_SECONDS = 0.05
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -72,8 +79,11 @@ class Run:
     finished_at: float
     cpu: float
     peak_rss_mb: float | None
+    main_rss_mb: float | None
     requests: list[dict[str, Any]]
     batches: list[dict[str, Any]]
+    #: verify only: until the process exited, its export included (`wall` ends when every address has its outcome).
+    exit_wall: float | None = None
 
 
 def ideal_seconds(sizes: list[int], slots: int, speed: float, create_max: int, window: float) -> float:
@@ -121,7 +131,7 @@ def environment(args: argparse.Namespace, base_url: str, state_dir: Path, url: s
 
 async def wait_until_finished(url: str, emails: int) -> dict[str, int]:
     """Until every address has its outcome (one engine, polled every 0.1 s); then the addresses by state."""
-    engine = make_engine(url)
+    engine = make_engine(url).execution_options(**{READ_ONLY_OPTION: True})  # see wait_until_settled
     query = text("SELECT count(*) FROM \"Bouncer_Queue\" WHERE status IN ('completed', 'failed', 'dead')")
     try:
         while True:
@@ -129,6 +139,25 @@ async def wait_until_finished(url: str, emails: int) -> dict[str, int]:
                 if int(await conn.scalar(query) or 0) >= emails:
                     states = await conn.execute(text('SELECT status, count(*) FROM "Bouncer_Queue" GROUP BY status'))
                     return {str(state): int(n) for state, n in states}
+            await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
+
+
+async def wait_until_settled(url: str, emails: int, started: float) -> float:
+    """Seconds from `started` until every address has its outcome, read as cheaply as verify's own progress bar:
+    the batches (a few rows) every 0.1 s, the addresses (one row each) only once no batch is open."""
+    # Read-only: on SQLite a plain transaction begins IMMEDIATE, taking the write lock from verify every 0.1 s.
+    engine = make_engine(url).execution_options(**{READ_ONLY_OPTION: True})
+    still_open = "CASE WHEN status IN ('downloaded', 'dead', 'cancelled') THEN 0 ELSE 1 END"
+    open_batches = text(f'SELECT count(*), sum({still_open}) FROM "Bouncer_Batches"')
+    finished = text("SELECT count(*) FROM \"Bouncer_Queue\" WHERE status IN ('completed', 'failed', 'dead')")
+    try:
+        while True:
+            async with engine.connect() as conn:
+                total, unclosed = (await conn.execute(open_batches)).one()
+                if total and not unclosed and int(await conn.scalar(finished) or 0) >= emails:
+                    return time.perf_counter() - started
             await asyncio.sleep(0.1)
     finally:
         await engine.dispose()
@@ -201,18 +230,65 @@ async def run_workers(args: argparse.Namespace, env: dict[str, str], url: str, c
         return wall
 
 
-def run_verify(env: dict[str, str], csv_path: Path) -> tuple[float, float]:
+def tree_usage(root: int, *, skip_root: bool = False) -> tuple[int, float]:
+    """Resident memory (kB) and CPU seconds of `root` and every descendant (the embedded Valkey, a simulator
+    started by verify), from /proc: what the machine gives the command, not only its largest process."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    rss, cpu, todo = 0, 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        if skip_root and pid == root:  # /usr/bin/time, the bench's own wrapper
+            continue
+        try:
+            found = re.search(r"^VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M)
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        rss += int(found.group(1)) if found else 0
+        cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return rss, cpu
+
+
+def run_verify(env: dict[str, str], csv_path: Path) -> tuple[float, float, float | None]:
+    """(wall, peak RSS of the process tree in MB sampled every RSS_SAMPLE_SECONDS, peak RSS of the verify
+    process alone from /usr/bin/time -v, which cannot see its children's sum)."""
     argv = [str(COMMAND), "verify", str(csv_path), "--output", str(csv_path.with_suffix(".out.csv"))]
+    if os.environ.get("BQ_E2E_PROFILE"):  # a cProfile of verify, for finding where its time goes
+        argv = [sys.executable, "-m", "cProfile", "-o", os.environ["BQ_E2E_PROFILE"], *argv]
     if TIME_V.exists():
         argv = [str(TIME_V), "-v", *argv]
+    trace = Path(os.environ["BQ_E2E_RSS_TRACE"]).open("w") if os.environ.get("BQ_E2E_RSS_TRACE") else None
     started = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"verify failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
-    rss = int(found.group(1)) if found else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, rss / 1024
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        peak_kb = 0
+        while proc.poll() is None:
+            sample, cpu = tree_usage(proc.pid, skip_root=TIME_V.exists())
+            peak_kb = max(peak_kb, sample)
+            if trace is not None:  # seconds since start, tree RSS in MB, CPU s: where memory peaks, time goes
+                trace.write(f"{time.perf_counter() - started:.2f} {sample / 1024:.1f} {cpu:.2f}\n")
+            time.sleep(RSS_SAMPLE_SECONDS)
+        if trace is not None:
+            trace.close()
+        wall = time.perf_counter() - started
+        err.seek(0)
+        stderr = err.read()
+    if os.environ.get("BQ_E2E_KEEP_LOGS"):
+        (Path(os.environ["BQ_E2E_KEEP_LOGS"]) / "verify.log").write_text(stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"verify failed ({proc.returncode}):\n{stderr[-3000:]}")
+    found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
+    alone = int(found.group(1)) / 1024 if found else None
+    return wall, peak_kb / 1024, alone
 
 
 async def one_run(args: argparse.Namespace, csv_path: Path) -> Run:
@@ -223,14 +299,27 @@ async def one_run(args: argparse.Namespace, csv_path: Path) -> Run:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         async with fresh_database(args.engine, server_url) as url:
             env = environment(args, f"{root}/v1.1", state_dir, url, prefix)
-            rss = None
+            rss = main_rss = exit_wall = None
             finished_at = 0.0
             try:
                 if args.verify:
-                    wall, rss = await asyncio.to_thread(run_verify, env, csv_path)
+                    started = time.perf_counter()
+                    settled = asyncio.create_task(wait_until_settled(url, args.emails, started))
+                    try:
+                        exit_wall, rss, main_rss = await asyncio.to_thread(run_verify, env, csv_path)
+                    finally:
+                        if not settled.done():  # verify exited (or failed) before the poll saw the last outcome
+                            settled.cancel()
+                    wall = exit_wall
+                    if settled.done() and not settled.cancelled():
+                        if settled.exception() is not None:
+                            print(f"  the outcome poll failed ({settled.exception()}): wall is to the exit", flush=True)
+                        else:
+                            wall = settled.result()
+                    finished_at = time.time() - (time.perf_counter() - started - wall)  # the last outcome's time
                 else:
                     wall = await run_workers(args, env, url, csv_path)
-                finished_at = time.time()
+                    finished_at = time.time()
             finally:
                 if not args.verify:
                     await delete_keys(args.redis_url, prefix)
@@ -240,7 +329,7 @@ async def one_run(args: argparse.Namespace, csv_path: Path) -> Run:
             batches = (await client.get("/__simulator/state")).json()["batches"]
     shutil.rmtree(state_dir, ignore_errors=True)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return Run(wall, finished_at, cpu, rss, requests, batches)
+    return Run(wall, finished_at, cpu, rss, main_rss, requests, batches, exit_wall)
 
 
 def figures(args: argparse.Namespace, run: Run) -> dict[str, Any]:
@@ -274,7 +363,10 @@ def figures(args: argparse.Namespace, run: Run) -> dict[str, Any]:
         "batches_created": len(creates),
         "status_calls": sum(1 for r in api if r["method"] == "GET" and not r["path"].endswith("/download")),
         "cpu_s": round(run.cpu, 2),
+        "verify_exit_s": round(run.exit_wall, 2) if run.exit_wall is not None else None,
+        "exit_over_ideal": round(run.exit_wall / ideal, 3) if run.exit_wall is not None else None,
         "peak_rss_mb": round(run.peak_rss_mb, 1) if run.peak_rss_mb is not None else None,
+        "peak_rss_main_mb": round(run.main_rss_mb, 1) if run.main_rss_mb is not None else None,
     }
 
 

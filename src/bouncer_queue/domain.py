@@ -78,6 +78,8 @@ class RequestState(StrEnum):
 
 #: Batches that hold one of the MAX_CONCURRENT_BATCHES slots at Bouncer.
 IN_FLIGHT_BATCH_STATES = frozenset({BatchState.SUBMITTING, BatchState.QUEUED, BatchState.PROCESSING})
+#: Batches whose addresses all have their outcome: nothing more happens to them.
+CLOSED_BATCH_STATES = frozenset({BatchState.DOWNLOADED, BatchState.DEAD, BatchState.CANCELLED})
 
 
 class ResultStatus(StrEnum):

@@ -37,6 +37,7 @@ from bouncer_queue.pipeline.ingest import AddResult, CreditOptions, EmailInput, 
 from bouncer_queue.queueing.names import ALL_QUEUES, DEAD_LETTER, WORK_QUEUES, check_queue_name
 from bouncer_queue.storage.records import (
     ApiToken,
+    BatchProgress,
     BatchRecord,
     DeadLetter,
     EmailRow,
@@ -250,6 +251,9 @@ class QueueManager:
 
     async def request_progress(self, request_id: str) -> RequestProgress:
         return await self.runtime.read_repo.request_progress(request_id)
+
+    async def batch_progress(self, request_id: str) -> BatchProgress:
+        return await self.runtime.read_repo.batch_progress(request_id)
 
     def export(self, request_id: str, statuses: Collection[str] | None = None) -> AsyncIterator[ExportRow]:
         return self.runtime.read_repo.iter_export(request_id, statuses)

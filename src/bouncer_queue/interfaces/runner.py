@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from typing import TextIO
 
 from pydantic import SecretStr
 from rich.console import Console
+from rich.progress import Progress, TaskID
 
 from bouncer_queue.config import Settings
 from bouncer_queue.credits.estimate import Estimate
@@ -44,14 +46,24 @@ from bouncer_queue.lists import (
     write_export,
     write_xlsx,
 )
+from bouncer_queue.ops import malloc
 from bouncer_queue.ops.keys import ApiKeySource
 from bouncer_queue.pipeline.ingest import AddResult, CreditOptions
 from bouncer_queue.queueing.signals import on_reload, on_stop
 from bouncer_queue.service import QueueManager
-from bouncer_queue.storage.records import ExportRow, RequestProgress
+from bouncer_queue.storage.records import BatchProgress, ExportRow, RequestProgress
 from bouncer_queue.workers import run_workers
 
 log = logging.getLogger(__name__)
+
+#: glibc malloc arenas `verify` may use, and how often it gives freed memory back (ops/malloc.py): the whole
+#: job runs in one process with a thread per SQLite connection, and at 1,000,000 addresses the default arenas
+#: (eight per core) kept about 40 MB more resident than two did (docs/benchmarks.md).
+VERIFY_MALLOC_ARENAS = 2
+TRIM_SECONDS = 1.0
+#: Downloads `verify` decodes and stores at once, and creates it sends at once (see verify_settings).
+VERIFY_DOWNLOAD_CONCURRENCY = 1
+VERIFY_CREATE_CONCURRENCY = 5
 
 #: Poll interval used against the local simulator, which finishes batches in seconds, not minutes.
 SIMULATOR_POLL_SECONDS = 1.0
@@ -174,35 +186,54 @@ NO_WORKERS = (
 )
 
 
+#: Longest time `wait_for_request` shows counts read from the batches alone before it counts the addresses.
+EXACT_COUNT_SECONDS = 10.0
+
+
 async def wait_for_request(
     manager: QueueManager, request_id: str, *, interval: float = 0.5, check_workers: bool = False
 ) -> RequestProgress:
     """Show a progress bar (stderr) until every address of the request has an outcome; wait out a database
-    outage. With `check_workers`, say so once when no worker is alive (nothing would ever move)."""
+    outage. With `check_workers`, say so once when no worker is alive (nothing would ever move).
+
+    Each `interval` it reads the request's batches (a few rows); the addresses, one row each, are counted only
+    when no batch is open any more, and every EXACT_COUNT_SECONDS: at a million addresses that count costs a
+    third of a second, which twice a second was most of `verify`'s CPU. Between two counts the bar shows the
+    addresses outside open batches as finished."""
     checked_at = -WORKERS_CHECK_SECONDS
     warned = False
+    exact: RequestProgress | None = None
+    counted_at = 0.0
     with ratio_bar(err_console, "verifying") as bar:
         task = bar.add_task("verify", total=None, detail="")
         while True:
             try:
-                progress = await manager.request_progress(request_id)
+                batches = await manager.batch_progress(request_id)
+                now = time.monotonic()
+                if exact is None or batches.open_batches == 0 or now - counted_at >= EXACT_COUNT_SECONDS:
+                    exact, counted_at = await manager.request_progress(request_id), now
             except DatabaseUnavailable:  # a pause, as for the workers: wait for the database to answer again
                 bar.update(task, detail="waiting for the database")
                 await asyncio.sleep(interval)
                 continue
-            batches = ", ".join(f"{n} {s}" for s, n in sorted(progress.batches_by_state.items()))
-            money = f"credits: {progress.credits_spent} spent, {progress.credits_to_spend} to spend"
-            detail = f"batches: {batches}; {money}"
-            bar.update(task, total=progress.emails_total, completed=progress.finished, detail=detail)
-            if progress.done:
-                return progress
-            now = time.monotonic()
+            if exact.done:
+                _show(bar, task, exact.emails_total, exact.finished, batches)
+                return exact
+            # Never shown as done before the count says so, nor as going back.
+            outside_open = max(exact.finished, exact.emails_total - batches.open_quantity)
+            _show(bar, task, exact.emails_total, max(0, min(outside_open, exact.emails_total - 1)), batches)
             if check_workers and not warned and now - checked_at >= WORKERS_CHECK_SECONDS:
                 checked_at = now
                 if await manager.live_worker_count() == 0:
                     err_console.print(NO_WORKERS)
                     warned = True
             await asyncio.sleep(interval)
+
+
+def _show(bar: Progress, task: TaskID, total: int, finished: int, batches: BatchProgress) -> None:
+    states = ", ".join(f"{n} {s}" for s, n in sorted(batches.batches_by_state.items()))
+    money = f"credits: {batches.credits_spent} spent, {batches.credits_to_spend} to spend"
+    bar.update(task, total=total, completed=finished, detail=f"batches: {states}; {money}")
 
 
 def check_output(path: Path, force: bool) -> None:
@@ -230,10 +261,12 @@ async def export_results(
     task = bar.add_task("export", total=None)
 
     async def counted() -> AsyncIterator[ExportRow]:
+        seen = 0
         async for row in manager.export(request_id, statuses):
             counts[row.status or row.state] += 1
-            if sum(counts.values()) % UPDATE_EVERY_ROWS == 0:
-                bar.update(task, completed=sum(counts.values()))
+            seen += 1
+            if seen % UPDATE_EVERY_ROWS == 0:
+                bar.update(task, completed=seen)
             yield row
 
     with bar:
@@ -405,6 +438,21 @@ async def preflight(path: Path, options: SubmitOptions, output: OutputOptions) -
     open_list(path, options)
 
 
+def verify_settings(settings: Settings) -> Settings:
+    """verify's workers share one process and its memory: one download and VERIFY_CREATE_CONCURRENCY creates at
+    a time unless told otherwise (BATCH_DOWNLOAD_CONCURRENCY, EMAIL_VERIFICATION_CONCURRENCY). Decoding and
+    storing a download is CPU work in this one process, so more at once stored no faster, and each held its body,
+    its decoded rows and their database rows at the same time; a create holds its batch's addresses and body."""
+    update: dict[str, int] = {}
+    if "batch_download_concurrency" not in settings.model_fields_set:
+        update["batch_download_concurrency"] = VERIFY_DOWNLOAD_CONCURRENCY
+    if "email_verification_concurrency" not in settings.model_fields_set:
+        update["email_verification_concurrency"] = min(
+            settings.email_verification_concurrency, VERIFY_CREATE_CONCURRENCY
+        )
+    return settings.model_copy(update=update) if update else settings
+
+
 async def verify_file(
     settings: Settings,
     path: Path,
@@ -416,12 +464,35 @@ async def verify_file(
     """The main job: workers in-process, submit, wait with a progress bar, export beside the input."""
     output = output or OutputOptions()
     await preflight(path, options, output)  # before any credit is spent, not after
+    # Before the runtime starts its threads (one per SQLite connection): see ops/malloc.py.
+    malloc.cap_arenas(VERIFY_MALLOC_ARENAS)
+    trimmer = asyncio.create_task(malloc.trim_every(TRIM_SECONDS), name="malloc-trim")
+    try:
+        return await _verify(settings, path, options, console, output, keys)
+    finally:
+        trimmer.cancel()
+
+
+async def _verify(
+    settings: Settings,
+    path: Path,
+    options: SubmitOptions,
+    console: Console,
+    output: OutputOptions,
+    keys: ApiKeySource | None,
+) -> VerifyOutcome:
     out_path, fmt = output.resolve(path)
     force = output.force
+    settings = verify_settings(settings)
     # verify is the one-command job: it brings any database it is pointed at to the current schema itself.
     manager = QueueManager(settings, api_key=keys, auto_migrate=True)
     stop = asyncio.Event()
     async with manager:
+        # What lives now (the imported code, the runtime) lives to the end: kept out of the cyclic collector's
+        # full passes, which otherwise walk it again and again while a million rows go by (about a tenth of
+        # the export's CPU).
+        gc.collect()
+        gc.freeze()
         with on_stop(stop.set):
             # The list first, then the workers: a list that fails to read (or a refused request) leaves no worker
             # half started, and jobs enqueued meanwhile wait in Redis for the workers anyway.

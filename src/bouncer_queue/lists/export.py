@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO, get_args
 
@@ -30,17 +30,7 @@ ExportFormat = Literal["csv", "tsv", "json", "ndjson", "xlsx"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
 FLAG_COLUMNS = ("accept_all", "disposable", "free", "role", "disabled", "full_mailbox", "provider", "toxicity")
 RESULT_COLUMNS = ("status", "reason", "score", *FLAG_COLUMNS, "state", "source", "verified_at")
-# Where each flag sits in Bouncer's result object, with the flat snake_case spelling as a fallback.
-_FLAG_PATHS: Mapping[str, tuple[tuple[str, ...], ...]] = {
-    "accept_all": (("domain", "acceptAll"), ("accept_all",)),
-    "disposable": (("domain", "disposable"), ("disposable",)),
-    "free": (("domain", "free"), ("free",)),
-    "role": (("account", "role"), ("role",)),
-    "disabled": (("account", "disabled"), ("disabled",)),
-    "full_mailbox": (("account", "fullMailbox"), ("full_mailbox",)),
-    "provider": (("provider",),),
-    "toxicity": (("toxicity",),),
-}
+_EMPTY: Mapping[str, Any] = {}
 # Rows read before the header is fixed, to learn the input columns when the caller does not name them.
 HEADER_LOOKAHEAD = 1000
 # Spreadsheets run a cell starting with these as a formula (OWASP "CSV injection"); tab and CR too.
@@ -97,12 +87,12 @@ async def write_xlsx(rows: AsyncIterable[ExportRow], path: Path) -> int:
     columns = _first_seen_keys(head)
     names = result_names(columns)
     sheet.append([*columns, *names.values()])
-    written = 0
+    written, cells = 0, _row_cells(columns, set())
     for row in head:
-        sheet.append([_xlsx(cell) for cell in _cells(row, columns, set())])
+        sheet.append([_xlsx(cell) for cell in cells(row)])
         written += 1
     async for row in iterator:
-        sheet.append([_xlsx(cell) for cell in _cells(row, columns, set())])
+        sheet.append([_xlsx(cell) for cell in cells(row)])
         written += 1
     workbook.save(path)
     return written
@@ -149,8 +139,31 @@ def summarize(statuses: Iterable[str | None]) -> dict[str, int]:
 
 
 def result_flags(raw: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The main flags of a Bouncer result object, None where absent."""
-    return {flag: _dig(raw or {}, paths) for flag, paths in _FLAG_PATHS.items()}
+    """The main flags of a Bouncer result object, None where absent: each where Bouncer's object has it (under
+    `domain` or `account`), else under its flat snake_case spelling."""
+    if not raw:
+        return dict.fromkeys(FLAG_COLUMNS)
+    # Spelled out rather than walked from a table of paths: this runs once per exported row.
+    get = raw.get
+    domain, account = _object(get("domain")), _object(get("account"))
+    return {
+        "accept_all": _first(domain.get("acceptAll"), get, "accept_all"),
+        "disposable": _first(domain.get("disposable"), get, "disposable"),
+        "free": _first(domain.get("free"), get, "free"),
+        "role": _first(account.get("role"), get, "role"),
+        "disabled": _first(account.get("disabled"), get, "disabled"),
+        "full_mailbox": _first(account.get("fullMailbox"), get, "full_mailbox"),
+        "provider": get("provider"),
+        "toxicity": get("toxicity"),
+    }
+
+
+def _object(node: Any) -> Mapping[str, Any]:
+    return node if type(node) is dict or isinstance(node, Mapping) else _EMPTY
+
+
+def _first(nested: Any, get: Any, flat: str) -> Any:
+    return nested if nested is not None else get(flat)
 
 
 def escape_formula(value: str) -> str:
@@ -167,11 +180,12 @@ async def _write_table(
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
     writer.writerow([*columns, *result_names(columns).values()])
     written, dropped = 0, set[str]()
+    cells = _row_cells(columns, dropped)
     for row in head:
-        writer.writerow([_text(cell) for cell in _cells(row, columns, dropped)])
+        writer.writerow([_text(cell) for cell in cells(row)])
         written += 1
     async for row in iterator:
-        writer.writerow([_text(cell) for cell in _cells(row, columns, dropped)])
+        writer.writerow([_text(cell) for cell in cells(row)])
         written += 1
     if dropped:
         logger.warning("export left out columns first seen late: %s", ", ".join(sorted(dropped)))
@@ -213,18 +227,27 @@ def _first_seen_keys(rows: Iterable[ExportRow]) -> list[str]:
     return list(keys)
 
 
-def _cells(row: ExportRow, columns: Sequence[str], dropped: set[str]) -> list[object]:
-    given = input_row(row)
-    dropped.update(key for key in given if key not in columns)
-    flags = result_flags(row.raw)
-    verified = row.verified_at.isoformat() if row.verified_at is not None else None
-    ours: list[object] = [row.status, row.reason, row.score, *(flags[flag] for flag in FLAG_COLUMNS)]
-    ours += [row.state, row.source, verified]
-    return [*(given.get(k) for k in columns), *(("yes" if v else "no") if isinstance(v, bool) else v for v in ours)]
+def _row_cells(columns: Sequence[str], dropped: set[str]) -> Callable[[ExportRow], list[object]]:
+    """A function giving a row's cells: the input `columns`, then RESULT_COLUMNS; input keys not among
+    `columns` are added to `dropped`."""
+    known = frozenset(columns)
+
+    def cells(row: ExportRow) -> list[object]:
+        given = input_row(row)
+        if not given.keys() <= known:
+            dropped.update(key for key in given if key not in known)
+        verified = row.verified_at.isoformat() if row.verified_at is not None else None
+        flags = result_flags(row.raw).values()  # in FLAG_COLUMNS order
+        ours = (row.status, row.reason, row.score, *flags, row.state, row.source, verified)
+        return [*map(given.get, columns), *[(("yes" if v else "no") if type(v) is bool else v) for v in ours]]
+
+    return cells
 
 
 def _text(value: object) -> str:
     """A cell as CSV text: text guarded against formulas; numbers as they are (a negative one is no formula)."""
+    if type(value) is str:  # most cells: checked first
+        return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -258,16 +281,6 @@ def _json_object(row: ExportRow) -> dict[str, Any]:
     return given | {names[key]: value for key, value in values.items()}
 
 
-def _dig(raw: Mapping[str, Any], paths: tuple[tuple[str, ...], ...]) -> Any:
-    for path in paths:
-        node: Any = raw
-        for key in path:
-            node = node.get(key) if isinstance(node, Mapping) else None
-        if node is not None:
-            return node
-    return None
-
-
 async def iter_export(rows: AsyncIterable[ExportRow], fmt: StreamFormat) -> AsyncIterator[str]:
     """The export of `rows` as text pieces of up to PIECE_ROWS rows each: the same CSV (formula-guarded), JSON
     and JSON Lines as write_export."""
@@ -297,8 +310,8 @@ def _piece_writer(fmt: StreamFormat, buffer: io.StringIO, columns: Sequence[str]
     if fmt == "csv":
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([*columns, *result_names(columns).values()])
-        dropped: set[str] = set()
-        return lambda row, _: writer.writerow([_text(cell) for cell in _cells(row, columns, dropped)])
+        cells = _row_cells(columns, set())
+        return lambda row, _: writer.writerow([_text(cell) for cell in cells(row)])
 
     def json_line(row: ExportRow, index: int) -> None:
         text = json.dumps(_json_object(row), ensure_ascii=False, default=str)

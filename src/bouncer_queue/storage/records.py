@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from bouncer_queue.domain import FINISHED_EMAIL_STATES, BatchState, Priority, RequestState
+from bouncer_queue.domain import CLOSED_BATCH_STATES, FINISHED_EMAIL_STATES, BatchState, Priority, RequestState
 
 
 class EmailRow(NamedTuple):
@@ -193,6 +193,22 @@ class RequestProgress:
     @property
     def done(self) -> bool:
         return not self.ingesting and self.emails_total > 0 and self.finished >= self.emails_total
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """A request's batches by state and its credits, read without counting its addresses (a few rows, where
+    RequestProgress reads one per address): what moves while the request is verified."""
+
+    batches_by_state: Mapping[str, int]
+    #: Addresses sent or to send in batches not yet closed (downloaded, dead or cancelled).
+    open_quantity: int
+    credits_spent: int = 0
+    credits_to_spend: int = 0
+
+    @property
+    def open_batches(self) -> int:
+        return sum(n for state, n in self.batches_by_state.items() if state not in CLOSED_BATCH_STATES)
 
 
 @dataclass(frozen=True)

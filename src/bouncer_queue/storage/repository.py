@@ -32,9 +32,11 @@ from bouncer_queue.storage.credits import CreditQueries, RequestCredits
 from bouncer_queue.storage.dead_letters import DeadLetterQueries
 from bouncer_queue.storage.health import HealthQueries
 from bouncer_queue.storage.ingest import RequestQueries
+from bouncer_queue.storage.progress import ProgressQueries
 from bouncer_queue.storage.records import (
     ApiToken,
     BatchEmail,
+    BatchProgress,
     BatchRecord,
     DeadLetter,
     EmailRow,
@@ -73,6 +75,7 @@ class Repository:
         self._tokens = TokenQueries(db)
         self._webhooks = WebhookQueries(db)
         self._credits = CreditQueries(db)
+        self._progress = ProgressQueries(db)
 
     # Requests
 
@@ -98,6 +101,11 @@ class Repository:
     async def request_progress(self, request_id: str) -> RequestProgress:
         """Counts of the request's emails and batches by state."""
         return await self._requests.request_progress(request_id)
+
+    async def batch_progress(self, request_id: str) -> BatchProgress:
+        """The request's batches by state, the addresses in its open ones and its credits, without counting its
+        addresses: cheap enough for a progress bar (RequestProgress is the exact count)."""
+        return await self._progress.batch_progress(request_id)
 
     async def request_user(self, request_id: str) -> str | None:
         """Who submitted the request, or None for an unknown request."""

@@ -125,6 +125,23 @@ async def test_ingest_accepts_an_async_iterable(repo: Repository) -> None:
     assert len(await repo.ingest_request(REQUEST, source())) == 2
 
 
+async def test_batch_progress_counts_the_open_batches_addresses_from_the_batches_alone(repo: Repository) -> None:
+    first, second, _ = await ingest(repo, count=5, size=2)
+    progress = await repo.batch_progress("req-1")
+    assert (progress.batches_by_state, progress.open_quantity, progress.open_batches) == ({"pending": 3}, 5, 3)
+
+    await repo.try_claim_submission(first, 5)
+    await repo.record_batch_submitted(first, "bb-1", 2, 0, BatchState.QUEUED)
+    await repo.record_batch_completed(first, credits_used=2)
+    await repo.store_results(first, [result("user0@example.com"), result("user1@example.com")])
+    await repo.mark_batch_dead(second, "InsufficientCredits", "no credits left")
+
+    progress = await repo.batch_progress("req-1")
+    assert progress.batches_by_state == {"downloaded": 1, "dead": 1, "pending": 1}
+    assert (progress.open_quantity, progress.open_batches, progress.credits_spent) == (1, 1, 2)
+    assert (await repo.batch_progress("no-such-request")).open_batches == 0
+
+
 async def test_an_iterable_failing_mid_list_leaves_the_stored_chunks_resumable(repo: Repository) -> None:
     def failing() -> Iterator[Sequence[EmailRow]]:
         yield rows(2)

@@ -8,15 +8,17 @@ import asyncio
 import pytest
 
 from bouncer_queue.errors import ConfigError, DatabaseUnavailable, Interrupted, QueueBackendError
-from bouncer_queue.interfaces.runner import BackgroundWorkers, _until_done
-from bouncer_queue.storage.records import RequestProgress
+from bouncer_queue.interfaces.runner import BackgroundWorkers, _until_done, wait_for_request
+from bouncer_queue.storage.records import BatchProgress, RequestProgress
 
 
 class Manager:
     def __init__(self, done: bool, refused: str | None = None) -> None:
         self.emails = {"completed": 2} if done else {"submitted": 2}
+        self.batches = {"downloaded": 1} if done else {"queued": 1}
         self.refused = refused
         self.outage = 0
+        self.counts = 0
 
     async def api_key_refused(self) -> str | None:
         return self.refused
@@ -25,7 +27,11 @@ class Manager:
         if self.outage:
             self.outage -= 1
             raise DatabaseUnavailable("cannot read request progress: ConnectionRefusedError")
-        return RequestProgress(request_id, 2, self.emails, 1, {"queued": 1})
+        self.counts += 1
+        return RequestProgress(request_id, 2, self.emails, 1, self.batches)
+
+    async def batch_progress(self, request_id: str) -> BatchProgress:
+        return BatchProgress(self.batches, 0 if "downloaded" in self.batches else 2)
 
 
 async def idle() -> None:
@@ -74,3 +80,39 @@ async def test_a_database_outage_is_waited_out() -> None:
     await asyncio.wait_for(_until_done(manager, "r", running), 10)  # type: ignore[arg-type]
     assert manager.outage == 0
     running.task.cancel()
+
+
+async def test_addresses_are_counted_once_more_when_the_last_batch_closes_not_on_every_look() -> None:
+    manager = Manager(False)
+    waiting = asyncio.create_task(wait_for_request(manager, "r", interval=0.01))  # type: ignore[arg-type]
+    await asyncio.sleep(0.2)  # about twenty looks at the batches while one is open
+    assert manager.counts == 1 and not waiting.done()
+    manager.emails, manager.batches = {"completed": 2}, {"downloaded": 1}
+    progress = await asyncio.wait_for(waiting, 5)
+    assert progress.done and manager.counts == 2
+
+
+async def test_closed_batches_are_not_taken_for_a_finished_request_until_the_count_says_so() -> None:
+    manager = Manager(False)
+    manager.batches = {"downloaded": 1}  # every batch closed, one address still without its outcome
+    manager.emails = {"completed": 1, "submitted": 1}
+    waiting = asyncio.create_task(wait_for_request(manager, "r", interval=0.01))  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    manager.emails = {"completed": 2}
+    assert (await asyncio.wait_for(waiting, 5)).done
+
+
+def test_verify_takes_one_download_and_a_few_creates_at_a_time_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bouncer_queue.config import Settings
+    from bouncer_queue.interfaces.runner import VERIFY_CREATE_CONCURRENCY, VERIFY_DOWNLOAD_CONCURRENCY, verify_settings
+
+    monkeypatch.delenv("BATCH_DOWNLOAD_CONCURRENCY", raising=False)
+    monkeypatch.delenv("EMAIL_VERIFICATION_CONCURRENCY", raising=False)
+    chosen = verify_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert chosen.batch_download_concurrency == VERIFY_DOWNLOAD_CONCURRENCY
+    assert chosen.email_verification_concurrency <= VERIFY_CREATE_CONCURRENCY
+    monkeypatch.setenv("BATCH_DOWNLOAD_CONCURRENCY", "4")
+    monkeypatch.setenv("EMAIL_VERIFICATION_CONCURRENCY", "12")
+    told = verify_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert (told.batch_download_concurrency, told.email_verification_concurrency) == (4, 12)

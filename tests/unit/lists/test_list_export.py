@@ -247,3 +247,46 @@ async def test_ndjson_export_is_one_json_object_a_line() -> None:
     out = io.StringIO()
     await write_export(_stream(rows), out, "ndjson")
     assert out.getvalue() == "\n".join(lines) + "\n"
+
+
+def test_result_flags_read_bouncers_object_then_the_flat_spelling() -> None:
+    from bouncer_queue.lists import result_flags
+
+    assert result_flags(RAW) == {
+        "accept_all": "no",
+        "disposable": "no",
+        "free": "yes",
+        "role": "no",
+        "disabled": "no",
+        "full_mailbox": "no",
+        "provider": "google.com",
+        "toxicity": 0,
+    }
+    flat = {"domain": "not an object", "account": {"role": None}, "accept_all": True, "role": "yes", "free": False}
+    assert result_flags(flat) | {} == dict.fromkeys(FLAG_COLUMNS) | {"accept_all": True, "role": "yes", "free": False}
+    assert result_flags(None) == result_flags({}) == dict.fromkeys(FLAG_COLUMNS)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
+async def test_an_export_holds_a_bounded_number_of_rows_however_many_it_writes(fmt: str) -> None:
+    """Structural, not a memory threshold: every row handed over is watched through a weak reference, and
+    while the source makes row n, at most the header look-ahead's rows (plus the one being written) are alive."""
+    import weakref
+
+    from bouncer_queue.lists.export import HEADER_LOOKAHEAD
+
+    handed: list[weakref.ref[ExportRow]] = []
+    most = 0
+
+    async def source() -> AsyncIterator[ExportRow]:
+        nonlocal most
+        for n in range(3 * HEADER_LOOKAHEAD):
+            most = max(most, sum(1 for ref in handed if ref() is not None))
+            row = _row(f"user{n}@example.com", {"email": f"user{n}@example.com", "city": "Paris"})
+            handed.append(weakref.ref(row))
+            yield row
+            del row
+
+    written = await write_export(source(), io.StringIO(), fmt)  # type: ignore[arg-type]
+    assert written == 3 * HEADER_LOOKAHEAD
+    assert most <= HEADER_LOOKAHEAD + 1
