@@ -448,6 +448,9 @@ async def _lock_ingesting(conn: AsyncConnection, request_id: str, emails: int) -
     `cancel` (which changes this row first) stops the list here, and so does another run storing it meanwhile."""
     query = select(RequestModel.status, RequestModel.total_emails).where(_is(request_id)).with_for_update()
     row = (await conn.execute(query)).first()
+    if row is not None and row.status in (RequestState.ACTIVE.value, RequestState.FINISHED.value):
+        # Only a run storing the list makes it active: another run (resuming it at the same time) finished it.
+        raise StoredElsewhere(f"request {request_id} was stored by another run; this one stopped")
     if row is None or row.status != RequestState.INGESTING.value:
         state = row.status if row is not None else "removed"
         raise IngestStopped(f"request {request_id} is {state}: the rest of its list was not stored")
