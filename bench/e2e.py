@@ -261,7 +261,8 @@ def tree_usage(root: int, *, skip_root: bool = False) -> tuple[int, float]:
 def run_verify(env: dict[str, str], csv_path: Path) -> tuple[float, float, float | None]:
     """(wall, peak RSS of the process tree in MB sampled every RSS_SAMPLE_SECONDS, peak RSS of the verify
     process alone from /usr/bin/time -v, which cannot see its children's sum)."""
-    argv = [str(COMMAND), "verify", str(csv_path), "--output", str(csv_path.with_suffix(".out.csv"))]
+    # --force: with --repeat, the run before wrote the same output file (verify never replaces one silently).
+    argv = [str(COMMAND), "verify", str(csv_path), "--output", str(csv_path.with_suffix(".out.csv")), "--force"]
     if os.environ.get("BQ_E2E_PROFILE"):  # a cProfile of verify, for finding where its time goes
         argv = [sys.executable, "-m", "cProfile", "-o", os.environ["BQ_E2E_PROFILE"], *argv]
     if TIME_V.exists():
