@@ -129,24 +129,22 @@ def environment(args: argparse.Namespace, base_url: str, state_dir: Path, url: s
     return env
 
 
-async def wait_until_finished(url: str, emails: int) -> dict[str, int]:
-    """Until every address has its outcome (one engine, polled every 0.1 s); then the addresses by state."""
+async def address_states(url: str) -> dict[str, int]:
+    """The addresses by state, read once at the end."""
     engine = make_engine(url).execution_options(**{READ_ONLY_OPTION: True})  # see wait_until_settled
-    query = text("SELECT count(*) FROM \"Bouncer_Queue\" WHERE status IN ('completed', 'failed', 'dead')")
     try:
-        while True:
-            async with engine.connect() as conn:
-                if int(await conn.scalar(query) or 0) >= emails:
-                    states = await conn.execute(text('SELECT status, count(*) FROM "Bouncer_Queue" GROUP BY status'))
-                    return {str(state): int(n) for state, n in states}
-            await asyncio.sleep(0.1)
+        async with engine.connect() as conn:
+            states = await conn.execute(text('SELECT status, count(*) FROM "Bouncer_Queue" GROUP BY status'))
+            return {str(state): int(n) for state, n in states}
     finally:
         await engine.dispose()
 
 
 async def wait_until_settled(url: str, emails: int, started: float) -> float:
     """Seconds from `started` until every address has its outcome, read as cheaply as verify's own progress bar:
-    the batches (a few rows) every 0.1 s, the addresses (one row each) only once no batch is open."""
+    the batches (a few rows) every 0.1 s, the addresses (one row each) only once no batch is open. Counting the
+    addresses every 0.1 s instead (300,000 rows on PostgreSQL) took a good part of a core from the system measured,
+    on a 2-core machine."""
     # Read-only: on SQLite a plain transaction begins IMMEDIATE, taking the write lock from verify every 0.1 s.
     engine = make_engine(url).execution_options(**{READ_ONLY_OPTION: True})
     still_open = "CASE WHEN status IN ('downloaded', 'dead', 'cancelled') THEN 0 ELSE 1 END"
@@ -223,8 +221,8 @@ async def run_workers(args: argparse.Namespace, env: dict[str, str], url: str, c
     with workers(args.processes, env, csv_path.parent):
         started = time.perf_counter()
         subprocess.run([str(COMMAND), "submit", str(csv_path)], env=env, check=True, capture_output=True)
-        states = await wait_until_finished(url, args.emails)
-        wall = time.perf_counter() - started
+        wall = await wait_until_settled(url, args.emails, started)
+        states = await address_states(url)
         if states.get("completed", 0) != args.emails:
             print(f"  not every address completed: {states}", flush=True)
         return wall
