@@ -7,6 +7,7 @@ never pass by skipping a suite.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import uuid
 from urllib.parse import urlsplit
@@ -16,6 +17,18 @@ import pytest
 POSTGRES_URL = os.environ.get("BOUNCER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("BOUNCER_TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
 REDIS_URL = os.environ.get("BOUNCER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl+C reaches the commands the tests start, however the suite itself was started.
+
+    A shell without job control starts a background command (`scripts/test &`, `nohup ...`) with SIGINT ignored,
+    and an ignored signal stays ignored across exec: every command a test started would then ignore the SIGINT it
+    sends (the test waits for an exit that never comes, and the command lives on, loading the machine for the tests
+    after it). A handler, unlike an ignored signal, is reset to the default at exec.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _reachable(url: str, default_port: int) -> bool:

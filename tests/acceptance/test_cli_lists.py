@@ -230,8 +230,11 @@ def test_progress_goes_to_a_terminal_stderr_and_waiting_says_when_no_worker_runs
         shown = _read_until(leader, "no workers are running")
     finally:
         process.send_signal(signal.SIGINT)
-        stdout, _ = process.communicate(timeout=60)
-        os.close(leader)
+        try:
+            stdout, _ = process.communicate(timeout=60)
+        finally:
+            process.kill()  # a no-op once it exited; a command left running would load the tests after this one
+            os.close(leader)
 
     assert "storing the list" in shown and "verifying" in shown
     assert b"storing" not in stdout and b"verifying" not in stdout  # stdout stays for the answer

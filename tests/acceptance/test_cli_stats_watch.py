@@ -45,7 +45,10 @@ def test_watch_shows_changing_counts_and_ctrl_c_exits_0(system: OpsSystem) -> No
         assert process.poll() is None  # still watching
     finally:
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=60)
+        finally:
+            process.kill()  # a no-op once it exited; a watch left running would load the tests after this one
 
     output, errors = out_path.read_text(), err_path.read_text()
     assert process.returncode == 0, errors
