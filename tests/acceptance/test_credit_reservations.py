@@ -33,6 +33,7 @@ from bouncer_queue.emails import dedup_key
 from bouncer_queue.errors import CreditsRefused
 from bouncer_queue.interfaces.cli_ops import _stats_json
 from bouncer_queue.pipeline.ingest import CreditOptions
+from bouncer_queue.pipeline.jobs import BATCH_DOWNLOAD
 from bouncer_queue.storage import migrate
 
 BALANCE = 30
@@ -120,6 +121,9 @@ async def test_a_request_over_the_balance_is_held_until_a_top_up_and_nothing_is_
     settings = system.settings(server.base_url, batch_size=10, email_verification_concurrency=1)
     partial = CreditOptions(check=CreditLimit(datetime.now(UTC), available=BALANCE, allow_partial=True))
     async with system.pipeline(settings) as manager:
+        # No batch is downloaded until the reports are read: a request whose batches are all downloaded is
+        # finished, and the reports count the requests still under way (on a busy machine or a quick one alike).
+        await manager.pause_queue(BATCH_DOWNLOAD)
         first = await manager.add_emails_to_queue(make_emails(20, "first"), "u1", credits=partial)
         second = await manager.add_emails_to_queue(make_emails(20, "second"), "u2", credits=partial)
         gate = manager.runtime.credits_gate
@@ -149,6 +153,7 @@ async def test_a_request_over_the_balance_is_held_until_a_top_up_and_nothing_is_
             )
         topped.raise_for_status()
         await manager.get_health_status(live=True)  # what the scheduled health check does: the gate reopens
+        await manager.resume_queue(BATCH_DOWNLOAD)
         await wait_until_done(manager, first.request_id)
         await wait_until_done(manager, second.request_id)
 
