@@ -6,7 +6,7 @@ stderr, and only when stderr is a terminal: in a log file or a CI job a bar is n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from rich.console import Console
@@ -45,12 +45,15 @@ def ratio_bar(console: Console, label: str) -> Progress:
     )
 
 
-def counting(items: Iterable[T], bar: Progress) -> Iterator[T]:
-    """`items`, advancing a task of `bar` as they go by."""
+def counting(items: Iterable[T], bar: Progress, check: Callable[[], object] | None = None) -> Iterator[T]:
+    """`items`, advancing a task of `bar` as they go by; `check` is called with each update (every
+    UPDATE_EVERY_ROWS items) and may raise to end the iteration there (a stop signal, say)."""
     task = bar.add_task("count", total=None)
     count = 0
     for count, item in enumerate(items, start=1):
         yield item
         if count % UPDATE_EVERY_ROWS == 0:
             bar.update(task, completed=count)
+            if check is not None:
+                check()
     bar.update(task, completed=count)

@@ -11,7 +11,6 @@ with an error and writes no results file. The typer commands in cli.py stay thin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import hashlib
 import json
@@ -146,10 +145,12 @@ async def submit_file(
     console: Console | None = None,
     *,
     fingerprint: str | None = None,
+    interrupt: Callable[[], object] | None = None,
 ) -> Submitted:
     """Read a list file as a stream and add it to the queues chunk by chunk, with a count on stderr while it is
     stored. Its credits are checked with each chunk (a refusal stops the list there), and its cost is printed to
-    `console` once the whole list is stored."""
+    `console` once the whole list is stored. `interrupt` is called every few rows read and may raise to stop the
+    list there, as a refusal does (the chunks committed before stay, resumable)."""
     balance = await manager.credit_balance()
     limit = CreditLimit(balance.checked_at, balance.at_bouncer, options.max_credits, options.allow_partial)
     cache_days = manager.settings.result_cache_days if options.use_cache else 0
@@ -166,7 +167,7 @@ async def submit_file(
 
     with bar:
         result = await manager.add_emails_to_queue(
-            counting(reader, bar),
+            counting(reader, bar, interrupt),
             options.user_id,
             options.request_id,
             priority=options.priority,
@@ -296,18 +297,39 @@ class BackgroundWorkers:
     stop: asyncio.Event
     task: asyncio.Task[None]
 
+    def interrupt(self) -> None:
+        """Raise Interrupted once `stop` is set: what verify checks while it stores the list."""
+        if self.stop.is_set():
+            raise Interrupted
+
 
 @asynccontextmanager
 async def running_workers(manager: QueueManager, stop: asyncio.Event | None = None) -> AsyncIterator[BackgroundWorkers]:
-    """Workers in a background task of this process until `stop` is set; stopped (gracefully) on exit."""
+    """Workers in a background task of this process until `stop` is set; stopped (gracefully) on exit. An error
+    that ends the block is the one raised: a failure of the workers meanwhile is logged, not put in its place."""
     stop = stop or asyncio.Event()
     task = asyncio.create_task(run_workers(manager, stop), name="workers")
     try:
         yield BackgroundWorkers(stop, task)
-    finally:
+    except BaseException as exc:
         stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _workers_ended(task, exc)
+        raise
+    stop.set()
+    await _workers_ended(task, None)
+
+
+async def _workers_ended(task: asyncio.Task[None], raised: BaseException | None) -> None:
+    """Wait for the workers' task to end; its error is raised, unless another (`raised`) is already on its way."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:
+        if raised is None:
+            raise
+        if exc is not raised:
+            log.warning("the workers stopped with an error: %s", exc, extra={"action": "workers_failed"})
 
 
 async def serve_workers(settings: Settings, banner: Callable[[], None], keys: ApiKeySource) -> None:
@@ -361,7 +383,7 @@ async def _until_done(manager: QueueManager, request_id: str, workers: Backgroun
             f"Bouncer refused the API key ({refused.result()}). Nothing was dead-lettered and no results file was "
             f"written: set a valid key and run verify again, which resumes request {request_id}."
         )
-    if workers.task in done:
+    if workers.task in done and not workers.stop.is_set():  # set: they ended on a signal, which is the news
         workers.task.result()  # raises the workers' error
         raise QueueBackendError("the workers stopped before the list was verified")
     raise Interrupted
@@ -375,10 +397,14 @@ async def _until_key_refused(manager: QueueManager, interval: float = 0.5) -> st
 
 
 async def _resume_or_submit(
-    manager: QueueManager, path: Path, options: SubmitOptions, console: Console
+    manager: QueueManager,
+    path: Path,
+    options: SubmitOptions,
+    console: Console,
+    interrupt: Callable[[], object] | None = None,
 ) -> tuple[str, int, int, str]:
     """The request of an earlier run of this list (unless `options.new`), or a new one: (id, rows, skipped,
-    the skipped rows for people)."""
+    the skipped rows for people); `interrupt` as for submit_file."""
     fingerprint = options.fingerprint(path)
     earlier = None if options.new else await manager.find_request(fingerprint)
     if earlier is not None and earlier.status == RequestState.INGESTING:
@@ -397,7 +423,7 @@ async def _resume_or_submit(
             highlight=False,
         )
         return earlier.request_id, earlier.total_emails, 0, ""
-    submitted = await submit_file(manager, path, options, console, fingerprint=fingerprint)
+    submitted = await submit_file(manager, path, options, console, fingerprint=fingerprint, interrupt=interrupt)
     result = submitted.result
     console.print(
         f"request [bold]{result.request_id}[/bold]: {result.total_emails} addresses in "
@@ -493,11 +519,15 @@ async def _verify(
         # the export's CPU).
         gc.collect()
         gc.freeze()
+        # The workers first, then the list: each chunk's batch leaves for Bouncer as soon as it is committed, not
+        # once the whole list is stored. A list that fails to read, a refused request or a signal ends the block
+        # with its error (a signal at the next rows read); the workers stop gracefully on the way out, and what
+        # was stored stays as it would without them: committed chunks are resumed by the next run.
         with on_stop(stop.set):
-            # The list first, then the workers: a list that fails to read (or a refused request) leaves no worker
-            # half started, and jobs enqueued meanwhile wait in Redis for the workers anyway.
-            request_id, total, skipped, summary = await _resume_or_submit(manager, path, options, console)
             async with running_workers(manager, stop) as workers:
+                request_id, total, skipped, summary = await _resume_or_submit(
+                    manager, path, options, console, workers.interrupt
+                )
                 await _until_done(manager, request_id, workers)
         _, counts = await export_results(manager, request_id, out_path, fmt, None, force=force)
     return VerifyOutcome(request_id, total, skipped, out_path, counts, summary)

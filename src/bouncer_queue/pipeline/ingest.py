@@ -101,22 +101,80 @@ def _to_row(item: EmailInput, index: int) -> EmailRow:
     )
 
 
+class _Cutter:
+    """The one rule both chunkers cut by: a chunk ends at its `size`-th address; skipped rows (no address:
+    `EmailRow.skipped`) ride along in the chunk of their neighbours, in input order, without counting towards its
+    size (they are stored for the export, never sent); counter[0] counts the addresses cut.
+
+    Items come in lists of at most `missing()`: each holds at most one address, so a chunk can never run past its
+    end, and however the input is taken (cut in C by islice, or gathered from an async source) it ends where a
+    row-by-row cut would."""
+
+    def __init__(self, size: int, counter: list[int]) -> None:
+        self._size = size
+        self._counter = counter
+        self._rows: list[EmailRow] = []
+        self._addresses = 0
+        self._read = 0
+
+    def missing(self) -> int:
+        """Addresses the chunk in hand still needs: the most items `add` may take next."""
+        return self._size - self._addresses
+
+    def add(self, items: list[EmailInput]) -> list[EmailRow] | None:
+        """Take the next items (numbered by their position in the input); the chunk, once its last address is in."""
+        rows = _as_rows(items, self._read)
+        self._read += len(rows)
+        if self._rows:
+            self._rows.extend(rows)
+        else:
+            self._rows = rows
+        self._addresses += _addresses(rows)
+        return self._cut() if self._addresses >= self._size else None
+
+    def end(self) -> list[EmailRow] | None:
+        """The last chunk, shorter (None when there is none left)."""
+        return self._cut() if self._rows else None
+
+    def _cut(self) -> list[EmailRow]:
+        chunk, self._rows = self._rows, []
+        self._counter[0] += self._addresses
+        self._addresses = 0
+        return mark_invalid(chunk)
+
+
+def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Iterator[list[EmailRow]]:
+    """Yield lists of at most `size` addresses, cut by `_Cutter`; counter[0] holds how many addresses went by.
+    An input without any address raises InputError once it is read."""
+    source = iter(items)
+    cutter = _Cutter(size, counter)
+    # Taken with islice, the items of a chunk are gathered in C, as many as it may still take at once.
+    while more := list(islice(source, cutter.missing())):
+        if (chunk := cutter.add(more)) is not None:
+            yield chunk
+    if (last := cutter.end()) is not None:
+        yield last
+    _refuse_empty(counter)
+
+
 async def achunked(items: AsyncIterable[EmailInput], size: int, counter: list[int]) -> AsyncIterator[list[EmailRow]]:
-    """`chunked` for an async source (an upload read in a thread, for one)."""
-    chunk: list[EmailRow] = []
-    index = addresses = 0
+    """`chunked` for an async source (an upload read in a thread, for one): its items are gathered, as many as
+    the chunk in hand may still take, and cut by the same `_Cutter`; a chunk is yielded as soon as its last
+    address arrives, not when more of the source does."""
+    cutter = _Cutter(size, counter)
+    gathered: list[EmailInput] = []
+    wanted = cutter.missing()
     async for item in items:
-        index += 1
-        row = item if isinstance(item, EmailRow) else _to_row(item, index)
-        chunk.append(row)
-        addresses += row.skipped is None  # skipped rows ride along, as in `chunked`
-        if addresses >= size:
-            counter[0] += addresses
-            yield mark_invalid(chunk)
-            chunk, addresses = [], 0
-    if chunk:
-        counter[0] += addresses
-        yield mark_invalid(chunk)
+        gathered.append(item)
+        if len(gathered) >= wanted:
+            chunk = cutter.add(gathered)
+            gathered, wanted = [], cutter.missing()
+            if chunk is not None:
+                yield chunk
+    if gathered:
+        cutter.add(gathered)  # fewer than the chunk still needs: it cannot end here
+    if (last := cutter.end()) is not None:
+        yield last
     _refuse_empty(counter)
 
 
@@ -124,28 +182,6 @@ def _refuse_empty(counter: list[int]) -> None:
     # Raised inside the ingest transaction, so an empty list leaves no empty request (nor burns its key).
     if counter[0] == 0:
         raise InputError("the list holds no email addresses")
-
-
-def chunked(items: Iterable[EmailInput], size: int, counter: list[int]) -> Iterator[list[EmailRow]]:
-    """Yield lists of at most `size` addresses; counter[0] holds how many addresses went by.
-
-    Skipped rows (no address: `EmailRow.skipped`) ride along in the chunk of their neighbours, in input order,
-    without counting towards its size: they are stored for the export, never sent.
-    """
-    source = iter(items)
-    read = 0
-    # Taken with islice, a chunk is cut in C; it is topped up by the rows still missing until it holds `size`
-    # addresses (or the input ends), so it ends where the row-by-row cut did: at its `size`-th address.
-    while chunk := _as_rows(list(islice(source, size)), read):
-        read += len(chunk)
-        addresses = _addresses(chunk)
-        while addresses < size and (more := _as_rows(list(islice(source, size - addresses)), read)):
-            read += len(more)
-            chunk += more
-            addresses += _addresses(more)
-        counter[0] += addresses
-        yield mark_invalid(chunk)
-    _refuse_empty(counter)
 
 
 def _as_rows(items: list[EmailInput], before: int) -> list[EmailRow]:

@@ -246,6 +246,7 @@ class WorkerPool:
             elif graceful.exception() is not None:
                 logger.error("closing workers failed", exc_info=graceful.exception())
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*(_release_connections(w) for w in self._workers.values()))
             logger.info("workers stopped", extra={"action": "workers_stopped"})
 
     async def _force_close(self, graceful: asyncio.Future[Any], grace_seconds: float) -> None:
@@ -258,6 +259,27 @@ class WorkerPool:
         )
         await asyncio.gather(*(w.close(force=True) for w in self._workers.values()), return_exceptions=True)
         await asyncio.gather(graceful, return_exceptions=True)
+
+
+async def _release_connections(worker: Worker) -> None:
+    """Once a worker's run loop has ended: end the job fetches bullmq left behind, and close its connections
+    again. Closed right after it started (verify stopped on a bad list just then), a worker can be left with a
+    fetch in flight that reopens a connection closed under it, which nobody would close (closing twice is a
+    no-op; a connection bullmq was lent is left alone)."""
+    left = [task for task in getattr(worker, "processing", ()) if not task.done()]
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
+    backend = getattr(worker, "backend", None)
+    owned = [getattr(backend, "blocking_connection", None)]
+    if getattr(backend, "owns_connection", False):
+        owned.append(getattr(backend, "connection", None))
+    for connection in owned:
+        if connection is not None:
+            try:
+                await connection.close()
+            except Exception as exc:  # already lost: nothing is left open to close
+                logger.debug("closing a worker connection: %s", exc, extra={"action": "worker_connection_closed"})
 
 
 def build_workers(
