@@ -214,10 +214,10 @@ def _api_router(state: SimulatorState, sleep: Sleep) -> APIRouter:
     @router.get("/email/verify/batch/{batch_id}/download")
     async def download(request: Request, batch_id: str) -> Response:
         key = _guard(state, request, "batch")
-        results = state.download(key, batch_id, request.query_params.get("download", "all"))
+        kind = request.query_params.get("download", "all")
         if "text/csv" in request.headers.get("accept", ""):
-            return Response(results_csv(results), media_type="text/csv")
-        return JSONResponse(results)
+            return Response(results_csv(state.download(key, batch_id, kind)), media_type="text/csv")
+        return Response(state.download_json(key, batch_id, kind), media_type="application/json")
 
     @router.post("/email/verify/batch/{batch_id}/finish")
     async def finish(request: Request, batch_id: str) -> Response:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from starlette.responses import JSONResponse
 
 from bouncer_queue.simulator import ManualClock, SimulatorConfig, SimulatorHTTPError, SimulatorState
 from bouncer_queue.simulator.results import expected_result
@@ -57,17 +60,22 @@ def test_processed_is_monotonic() -> None:
 def test_verdicts_drawn_ahead_or_on_demand_are_the_same_results() -> None:
     # A create draws no verdicts (the app's verdict_loop draws them between requests, a little at a time), so
     # answers must not depend on when, or in how many steps, they were drawn.
-    ahead, ahead_clock = _state(speed=1000.0)
-    lazy, lazy_clock = _state(speed=1000.0)
+    ahead, ahead_clock = _state(speed=10.0, queue_delay_seconds=1.0)
+    lazy, lazy_clock = _state(speed=10.0, queue_delay_seconds=1.0)
     entries = [*_emails(30), ("Deliverable@Sandbox.Usebouncer.com", "crm-1"), ("not an address", None)]
     ahead_id = ahead.create_batch(KEY, entries, None)["batchId"]
     lazy_id = lazy.create_batch(KEY, entries, None)["batchId"]
+    assert not ahead.compute_verdicts(7)  # queued: nothing is due yet
+    ahead_clock.advance(1.0 + 0.5)  # 5 verified; drawn up to a second of processing (10) ahead of that
     steps = 0
     while ahead.compute_verdicts(7):
         steps += 1
-    assert steps == 4 and not ahead.compute_verdicts(7)
+    assert steps == 2 and not ahead.compute_verdicts(7)
+    assert ahead.batch_status(KEY, ahead_id, with_stats=True)["processed"] == 5
     for state, clock, batch_id in ((ahead, ahead_clock, ahead_id), (lazy, lazy_clock, lazy_id)):
-        clock.advance(2.0)
+        clock.advance(5.0)
+        while state is ahead and ahead.compute_verdicts(7):
+            pass
         assert state.batch_status(KEY, batch_id, with_stats=True)["status"] == "completed"
     expected = [expected_result(email, "unit", name=name, now=1_700_000_000.0) for email, name in entries]
     assert ahead.download(KEY, ahead_id, "all") == lazy.download(KEY, lazy_id, "all") == expected
@@ -208,3 +216,19 @@ def test_realtime_verify_charges_except_sandbox() -> None:
     assert state.credits_of(KEY) == 1 and result["toxic"] in ("yes", "no")
     state.verify(KEY, "b@example.com", timeout=10, with_toxicity=False)
     assert _error(lambda: state.verify(KEY, "c@example.com", timeout=10, with_toxicity=False)).status == 402
+
+
+@pytest.mark.parametrize("finish_returns_unknown", [False, True])
+@pytest.mark.parametrize("kind", ["all", "deliverable", "risky", "undeliverable", "unknown"])
+def test_the_download_body_is_the_json_response_of_the_results(kind: str, finish_returns_unknown: bool) -> None:
+    # download_json sends texts made with the results; it must be what the JSON response of `download` was.
+    state, clock = _state(finish_returns_unknown=finish_returns_unknown)
+    entries = [*_emails(200), ("Zo\u00eb@example.com", 'Zo\u00eb \u2603 "q" \\')]
+    batch_id = state.create_batch(KEY, entries, None)
+    clock.advance(1.0 + 5.0)  # half verified, then stopped: the rest is unverified
+    state.finish(KEY, batch_id["batchId"])
+
+    body = state.download_json(KEY, batch_id["batchId"], kind)
+
+    assert body == JSONResponse(state.download(KEY, batch_id["batchId"], kind)).body
+    assert json.loads(body) == state.download(KEY, batch_id["batchId"], kind)
