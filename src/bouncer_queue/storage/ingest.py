@@ -27,7 +27,8 @@ far its emails and batches have come.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, repeat
@@ -43,6 +44,7 @@ from bouncer_queue.errors import InputError
 from bouncer_queue.storage import bulk
 from bouncer_queue.storage.batches import email_counts
 from bouncer_queue.storage.credits import settle_billable, spent_and_reserved
+from bouncer_queue.storage.read_ahead import read_ahead
 from bouncer_queue.storage.records import EmailRow, RequestInfo, RequestProgress, RequestRecord
 from bouncer_queue.storage.repeats import KeyHashes, join_first_occurrences
 from bouncer_queue.storage.tables import BatchModel, QueueModel, RequestModel, ResultModel, utcnow
@@ -136,23 +138,33 @@ class RequestQueries(Queries):
         run = await (self.resume_ingest(request) if resume else self.begin_ingest(request))
         batch_ids: list[int] = []
         try:
-            async for rows in _each(chunks):
-                rows = run.unstored(rows)
-                if not rows:
-                    continue
-                keys = [r.email.lower() for r in rows if r.skipped is None and not r.invalid]
-                stored = await self.store_chunk(run, rows, keys)
-                run.stored(rows, stored, keys)
-                if stored.batch_id is not None:
-                    batch_ids.append(stored.batch_id)
-                    if on_batch is not None:
-                        await on_batch(stored.batch_id)
+            async with aclosing(read_ahead(chunks)) as reading:
+                async for rows in reading:
+                    await self._store_next(run, rows, batch_ids, on_batch)
         except Exception:
             if not resume:
                 await self.discard_unsent(request.request_id)
             raise
         await self.close_ingest(request.request_id)
         return batch_ids
+
+    async def _store_next(
+        self,
+        run: IngestRun,
+        rows: Sequence[EmailRow],
+        batch_ids: list[int],
+        on_batch: Callable[[int], Awaitable[None]] | None,
+    ) -> None:
+        rows = run.unstored(rows)
+        if not rows:
+            return
+        keys = [r.email.lower() for r in rows if r.skipped is None and not r.invalid]
+        stored = await self.store_chunk(run, rows, keys)
+        run.stored(rows, stored, keys)
+        if stored.batch_id is not None:
+            batch_ids.append(stored.batch_id)
+            if on_batch is not None:
+                await on_batch(stored.batch_id)
 
     @translated("start a request")
     async def begin_ingest(self, request: RequestInfo) -> IngestRun:
@@ -430,17 +442,6 @@ async def _store_skipped(conn: AsyncConnection, request: RequestInfo, rows: Sequ
         for r in rows
     ]
     await bulk.insert_rows(conn, QueueModel.__tablename__, _QUEUE_COLUMNS, values)
-
-
-async def _each(
-    chunks: Iterable[Sequence[EmailRow]] | AsyncIterable[Sequence[EmailRow]],
-) -> AsyncIterator[Sequence[EmailRow]]:
-    if isinstance(chunks, AsyncIterable):
-        async for chunk in chunks:
-            yield chunk
-    else:
-        for chunk in chunks:
-            yield chunk
 
 
 async def _lock_ingesting(conn: AsyncConnection, request_id: str, emails: int) -> None:
