@@ -99,9 +99,10 @@ class IngestRun:
         self.keys.add(keys, chunk.batch_id)
         self.emails += chunk.emails
         self.batches += chunk.batch_id is not None
-        numbers = [r.row_number for r in rows if r.row_number is not None]
-        if numbers:
-            self.through_row = max(numbers[-1], self.through_row or 0)
+        # Rows come in input order: the last numbered one is the highest (found from the end: no pass per row).
+        last = next((n for n in map(_row_number, reversed(rows)) if n is not None), None)
+        if last is not None:
+            self.through_row = max(last, self.through_row or 0)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class RequestQueries(Queries):
         rows = run.unstored(rows)
         if not rows:
             return
-        keys = [r.email.lower() for r in rows if r.skipped is None and not r.invalid]
+        keys = _keys(rows)
         stored = await self.store_chunk(run, rows, keys)
         run.stored(rows, stored, keys)
         if stored.batch_id is not None:
@@ -196,8 +197,9 @@ class RequestQueries(Queries):
 
     @translated("store a chunk of a request")
     async def store_chunk(self, run: IngestRun, rows: Sequence[EmailRow], keys: Sequence[str]) -> StoredChunk:
-        """One transaction: the chunk's rows and its batch; each address stored before in this request (`keys`
-        whose hash came up before, checked exactly) joins its first occurrence's batch or answer; the result cache
+        """One transaction: the chunk's rows and its batch (billable: its distinct `keys`, the lower-cased addresses
+        of the rows sent, as `_keys` gives them); each address stored before in this request (`keys` whose hash
+        came up before, checked exactly) joins its first occurrence's batch or answer; the result cache
         answers what it can; the request's totals and credits are updated and checked. Replayable: the chunk is
         in memory, and `run` changes only after the commit (IngestRun.stored)."""
         request = run.request
@@ -205,7 +207,7 @@ class RequestQueries(Queries):
         repeats = run.keys.seen(keys) if run.emails else {}
         async with self._db.write() as conn:
             await _lock_ingesting(conn, request.request_id, run.emails)
-            batch_id = await _ingest_chunk(conn, request, chunk) if chunk else None
+            batch_id = await _ingest_chunk(conn, request, chunk, keys) if chunk else None
             if skipped:
                 await _store_skipped(conn, request, skipped)
             if batch_id is not None:
@@ -370,12 +372,14 @@ def _request_record(row: RowMapping) -> RequestRecord:
     )
 
 
-async def _ingest_chunk(conn: AsyncConnection, request: RequestInfo, chunk: Sequence[EmailRow]) -> int | None:
+async def _ingest_chunk(
+    conn: AsyncConnection, request: RequestInfo, chunk: Sequence[EmailRow], keys: Sequence[str]
+) -> int | None:
     """Store a chunk's rows, the valid ones in a new batch (None when there is none: no batch then)."""
     now = utcnow()
     invalid = any(map(_invalid, chunk))
     sent = [r for r in chunk if not r.invalid] if invalid else chunk
-    batch_id = await _new_batch(conn, request, sent, now) if sent else None
+    batch_id = await _new_batch(conn, request, len(sent), len(set(keys)), now) if sent else None
     rows = _queue_rows(request, chunk, batch_id, now, invalid)
     await bulk.insert_rows(conn, QueueModel.__tablename__, _QUEUE_COLUMNS, rows)
     return batch_id
@@ -408,7 +412,7 @@ def _queue_rows(
     )
 
 
-async def _new_batch(conn: AsyncConnection, request: RequestInfo, sent: Sequence[EmailRow], now: datetime) -> int:
+async def _new_batch(conn: AsyncConnection, request: RequestInfo, quantity: int, billable: int, now: datetime) -> int:
     result = await conn.execute(
         insert(BatchModel).values(
             **_new_batch_values(now),
@@ -416,11 +420,18 @@ async def _new_batch(conn: AsyncConnection, request: RequestInfo, sent: Sequence
             user_id=request.user_id,
             priority=int(request.priority),
             delay_ms=request.delay_ms,
-            quantity=len(sent),
-            billable=len(set(map(str.lower, map(_email, sent)))),
+            quantity=quantity,
+            billable=billable,
         )
     )
     return new_id(result)
+
+
+def _keys(rows: Sequence[EmailRow]) -> list[str]:
+    """The lower-cased addresses of the rows sent (neither skipped nor invalid), in C when every row is sent."""
+    if countOf(map(_skipped, rows), None) == len(rows) and not any(map(_invalid, rows)):
+        return list(map(str.lower, map(_email, rows)))
+    return [r.email.lower() for r in rows if r.skipped is None and not r.invalid]
 
 
 def _split_skipped(rows: Sequence[EmailRow]) -> tuple[Sequence[EmailRow], list[EmailRow]]:
