@@ -2,9 +2,10 @@
 
 `settle_billable` runs inside each chunk's ingest transaction (ingest.py), once the chunk's rows are stored: it
 answers from earlier requests' results what the cache may answer of the chunk's batch (set-based, one INSERT ...
-SELECT and one UPDATE, whatever its size), recounts that batch (deleted when left empty), records the request's
-running billable count, and asks the request's CreditCheck with it under the reservation lock, so that two
-requests stored at once cannot both count on one balance. A refusal rolls the chunk back: the list stops there.
+SELECT and one UPDATE, whatever its size) and recounts that batch (deleted when left empty); `record_billable` then
+records the request's running billable count (with ingest's totals, in one UPDATE) and asks the request's
+CreditCheck with it under the reservation lock, so that two requests stored at once cannot both count on one
+balance. A refusal rolls the chunk back: the list stops there.
 `CreditQueries` reads the credits held and spent, per request and in all.
 
 Reserved credits are the billable addresses of batches not yet at Bouncer (pending, or failed and due for a
@@ -13,7 +14,7 @@ retry); spent ones are those of batches Bouncer has, at what it charged once it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,21 +101,32 @@ async def spent_and_reserved(conn: AsyncConnection, request_id: str) -> tuple[in
 
 
 async def settle_billable(conn: AsyncConnection, request: RequestInfo, batch_id: int, moved: int = 0) -> int | None:
-    """After ingest stored a chunk in `batch_id` (and `moved` of its rows out, to earlier batches): cache answers,
-    recount the batch, record and check the request's billable count so far; the batch id, or None when nothing
-    of it is left to send. Raises CreditsRefused (rolling the chunk back) when the request's CreditCheck refuses."""
-    request_id = request.request_id
+    """After ingest stored a chunk in `batch_id` (and `moved` of its rows out, to earlier batches): cache answers
+    and recount the batch; the batch id, or None when nothing of it is left to send. `record_billable` follows."""
     if request.cache_since is not None:
-        moved += await answer_from_cache(conn, request_id, batch_id, request.cache_since)
+        moved += await answer_from_cache(conn, request.request_id, batch_id, request.cache_since)
     kept = await recount_batch(conn, batch_id) if moved else True
-    billable = await _billable(conn, request_id)
-    await conn.execute(update(RequestModel).where(RequestModel.request_id == request_id).values(billable=billable))
-    if request.credit_check is not None and kept:
-        reserved = await reserved_by_others(conn, request_id, request.credit_check.checked_at)
-        refusal = request.credit_check.refusal(billable, reserved)
-        if refusal is not None:
-            raise CreditsRefused(refusal)
     return batch_id if kept else None
+
+
+async def record_billable(
+    conn: AsyncConnection, request: RequestInfo, values: Mapping[str, Any], *, check: bool
+) -> None:
+    """Set the request row's `values` (ingest's totals) and its billable count so far, summed over its batches, in
+    one UPDATE (a round trip per chunk, not three); then, with `check` (the chunk kept a batch), ask the request's
+    CreditCheck. Raises CreditsRefused (rolling the chunk back) when it refuses."""
+    mine = RequestModel.request_id == request.request_id
+    billable = select(func.coalesce(func.sum(BatchModel.billable), 0)).where(
+        BatchModel.request_id == request.request_id
+    )
+    await conn.execute(update(RequestModel).where(mine).values(billable=billable.scalar_subquery(), **values))
+    if request.credit_check is None or not check:
+        return
+    counted = int(await conn.scalar(select(RequestModel.billable).where(mine)) or 0)
+    reserved = await reserved_by_others(conn, request.request_id, request.credit_check.checked_at)
+    refusal = request.credit_check.refusal(counted, reserved)
+    if refusal is not None:
+        raise CreditsRefused(refusal)
 
 
 async def answer_from_cache(conn: AsyncConnection, request_id: str, batch_id: int, since: datetime) -> int:
@@ -173,9 +185,4 @@ async def reserved_by_others(conn: AsyncConnection, request_id: str, checked_at:
     # SQLite: the ingest transaction already holds the single write lock (BEGIN IMMEDIATE).
     held = or_(BatchModel.status.in_(_HELD_STATES), BatchModel.submitted_at >= checked_at)
     query = select(func.coalesce(func.sum(BatchModel.billable), 0)).where(BatchModel.request_id != request_id, held)
-    return int(await conn.scalar(query) or 0)
-
-
-async def _billable(conn: AsyncConnection, request_id: str) -> int:
-    query = select(func.coalesce(func.sum(BatchModel.billable), 0)).where(BatchModel.request_id == request_id)
     return int(await conn.scalar(query) or 0)

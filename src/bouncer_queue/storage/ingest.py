@@ -43,7 +43,7 @@ from bouncer_queue.domain import BatchState, EmailState, Priority, RequestState
 from bouncer_queue.errors import InputError
 from bouncer_queue.storage import bulk
 from bouncer_queue.storage.batches import email_counts
-from bouncer_queue.storage.credits import settle_billable, spent_and_reserved
+from bouncer_queue.storage.credits import record_billable, settle_billable, spent_and_reserved
 from bouncer_queue.storage.read_ahead import read_ahead
 from bouncer_queue.storage.records import EmailRow, RequestInfo, RequestProgress, RequestRecord
 from bouncer_queue.storage.repeats import KeyHashes, join_first_occurrences
@@ -218,7 +218,7 @@ class RequestQueries(Queries):
                 "batch_count": run.batches + (batch_id is not None),
             }
             totals["updated_at"] = utcnow()
-            await conn.execute(update(RequestModel).where(_is(request.request_id)).values(**totals))
+            await record_billable(conn, request, totals, check=batch_id is not None)
         return StoredChunk(batch_id, len(chunk))
 
     @translated("finish storing a request")
