@@ -15,6 +15,7 @@ goal is at most 1.5.
 
     .venv/bin/python bench/storage_bulk.py --engines sqlite,postgresql --repeat 3     # 1,000,000 / 100,000
     .venv/bin/python bench/storage_bulk.py --emails 50000 --results 10000 --engines sqlite
+    .venv/bin/python bench/storage_bulk.py --parts ingest --engines sqlite,postgresql --repeat 3   # ingest only
 """
 
 from __future__ import annotations
@@ -255,21 +256,26 @@ def verdict(what: str, raws: list[Cost], ours: list[Cost]) -> str:
 
 async def run(args: argparse.Namespace) -> None:
     servers = {"sqlite": None, "postgresql": args.postgres_url, "mysql": args.mysql_url}
+    parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "list.csv"
         write_list(path, args.emails)
-        body = download_body(args.results)
+        body = download_body(args.results) if "results" in parts else ""
         for kind in args.engines.split(","):
             server = servers[kind]
             ingest: tuple[list[Cost], list[Cost]] = ([], [])
             results: tuple[list[Cost], list[Cost]] = ([], [])
             for _ in range(args.repeat):
-                ingest[0].append(await raw_ingest(kind, server, path, args.chunk))
-                ingest[1].append(await our_ingest(kind, server, path, args.chunk))
-                results[0].append(await raw_results(kind, server, body, args.results))
-                results[1].append(await our_results(kind, server, body, args.results))
-            print(f"{kind:10} {verdict(f'ingest  {args.emails:>9,} emails', *ingest)}", flush=True)
-            print(f"{kind:10} {verdict(f'results {args.results:>9,} rows  ', *results)}", flush=True)
+                if "ingest" in parts:
+                    ingest[0].append(await raw_ingest(kind, server, path, args.chunk))
+                    ingest[1].append(await our_ingest(kind, server, path, args.chunk))
+                if "results" in parts:
+                    results[0].append(await raw_results(kind, server, body, args.results))
+                    results[1].append(await our_results(kind, server, body, args.results))
+            if "ingest" in parts:
+                print(f"{kind:10} {verdict(f'ingest  {args.emails:>9,} emails', *ingest)}", flush=True)
+            if "results" in parts:
+                print(f"{kind:10} {verdict(f'results {args.results:>9,} rows  ', *results)}", flush=True)
 
 
 def main() -> None:
@@ -280,6 +286,7 @@ def main() -> None:
     parser.add_argument("--engines", default="sqlite,postgresql,mysql")
     parser.add_argument("--postgres-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--mysql-url", default="mysql+aiomysql://root@127.0.0.1:3306/test")
+    parser.add_argument("--parts", default="ingest,results", help="what to measure: ingest, results or both")
     parser.add_argument("--repeat", type=int, default=3, help="raw/ours pairs per engine; medians are printed")
     asyncio.run(run(parser.parse_args()))
 
