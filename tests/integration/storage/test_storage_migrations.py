@@ -99,11 +99,11 @@ async def test_0002_gives_requests_stored_before_it_a_row_built_from_their_batch
     assert (still_open.status, still_open.total_emails, still_open.priority) == (RequestState.ACTIVE, 4, Priority.HIGH)
 
 
-async def _queue_foreign_keys(url: str) -> list[str | None]:
+async def _foreign_keys(url: str, table: str = "Bouncer_Queue") -> list[str | None]:
     engine = make_engine(url)
     try:
         async with engine.connect() as conn:
-            keys = await conn.run_sync(lambda sync: inspect(sync).get_foreign_keys("Bouncer_Queue"))
+            keys = await conn.run_sync(lambda sync: inspect(sync).get_foreign_keys(table))
     finally:
         await engine.dispose()
     return [key["name"] for key in keys]
@@ -111,13 +111,24 @@ async def _queue_foreign_keys(url: str) -> list[str | None]:
 
 async def test_0006_drops_the_queue_batch_key_and_its_downgrade_restores_it(empty_database: str) -> None:
     await migrate.upgrade(empty_database, "0005")
-    assert await _queue_foreign_keys(empty_database) == ["fk_Bouncer_Queue_batch_id"]
+    assert await _foreign_keys(empty_database) == ["fk_Bouncer_Queue_batch_id"]
 
     await migrate.upgrade(empty_database, "0006")
-    assert await _queue_foreign_keys(empty_database) == []
+    assert await _foreign_keys(empty_database) == []
 
     await migrate.downgrade(empty_database, "0005")
-    assert await _queue_foreign_keys(empty_database) == ["fk_Bouncer_Queue_batch_id"]
+    assert await _foreign_keys(empty_database) == ["fk_Bouncer_Queue_batch_id"]
+
+
+async def test_0007_drops_the_results_batch_key_and_its_downgrade_restores_it(empty_database: str) -> None:
+    await migrate.upgrade(empty_database, "0006")
+    assert await _foreign_keys(empty_database, "Bouncer_Results") == ["fk_Bouncer_Results_batch_id"]
+
+    await migrate.upgrade(empty_database, "0007")
+    assert await _foreign_keys(empty_database, "Bouncer_Results") == []
+
+    await migrate.downgrade(empty_database, "0006")
+    assert await _foreign_keys(empty_database, "Bouncer_Results") == ["fk_Bouncer_Results_batch_id"]
 
 
 def _quote(conn: AsyncConnection) -> str:
