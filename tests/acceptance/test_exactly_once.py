@@ -214,7 +214,9 @@ async def test_ctrl_c_then_verify_again(redis_url: str, queue_prefix: str, tmp_p
 
         code, output = await asyncio.to_thread(run_cli_status, command[1:], env, tmp_path, 150)
         assert code == 0, output
-        assert "resuming it" in output
+        # verify sends while it stores the list: Ctrl-C may come before its last chunk was stored (the next run
+        # stores the rest) or after (it resumes the stored request); on a busy machine, either.
+        assert "resuming it" in output or "storing the rest of it" in output
 
         await assert_exactly_once(database, server, unique, CREDITS)
     assert len(await sql(database, 'SELECT request_id FROM "Bouncer_Requests"')) == 1
