@@ -35,6 +35,7 @@ from pipeline_support import (
     worker_env,
     write_csv,
 )
+from sqlalchemy.exc import OperationalError
 
 from bouncer_queue.simulator import SimulatorConfig, SimulatorServer
 
@@ -198,14 +199,20 @@ async def test_ctrl_c_then_verify_again(redis_url: str, queue_prefix: str, tmp_p
         try:
 
             async def under_way() -> bool:
-                states = set((await batch_states(database)).values()) if (tmp_path / "ledger.db").exists() else set()
+                if not (tmp_path / "ledger.db").exists():  # not created by verify yet (reading would create it)
+                    return False
+                try:
+                    states = set((await batch_states(database)).values())
+                except OperationalError:  # created, not migrated yet
+                    return False
                 return "downloaded" in states and "pending" in states
 
             await eventually(under_way, "some batches downloaded, some still pending", timeout=90)
             first.send_signal(signal.SIGINT)
             assert await asyncio.to_thread(first.wait, 60) == 130
         finally:
-            first.kill()
+            first.kill()  # a no-op once it exited
+            first.wait()
         assert not out.exists()
         assert (
             await emails_finished(database, (await sql(database, 'SELECT request_id FROM "Bouncer_Requests"'))[0][0])
