@@ -18,13 +18,14 @@ from bouncer_queue.bouncer.errors import (
     from_response,
 )
 from bouncer_queue.bouncer.http import make_bouncer_client, make_http_client
-from bouncer_queue.bouncer.schemas import AccountInfo, BatchInfo, DnsInfo, DomainInfo, VerificationResult
+from bouncer_queue.bouncer.schemas import AccountInfo, BatchBody, BatchInfo, DnsInfo, DomainInfo, VerificationResult
 
 __all__ = [
     "AccountInfo",
     "ApiKeyProvider",
     "AuthError",
     "BadRequest",
+    "BatchBody",
     "BatchInfo",
     "BatchNotFound",
     "BatchStateError",

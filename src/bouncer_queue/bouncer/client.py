@@ -27,7 +27,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from bouncer_queue.bouncer.errors import AuthError, BouncerUnavailable, from_response
-from bouncer_queue.bouncer.schemas import BatchInfo, VerificationResult, iter_result_rows
+from bouncer_queue.bouncer.schemas import BatchBody, BatchInfo, VerificationResult, iter_result_rows
 from bouncer_queue.storage.records import BatchEmail, ResultRow
 
 ApiKeyProvider = Callable[[], SecretStr | None]
@@ -39,6 +39,7 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _VERIFY_GRACE_SECONDS = 5.0
 #: A download hands the event loop back this often while it flattens its rows.
 _ROWS_BETWEEN_YIELDS = 1_000
+_JSON = {"content-type": "application/json"}
 _T = TypeVar("_T")
 
 
@@ -82,9 +83,12 @@ class BouncerClient:
             return None
         return hashlib.sha256(key.get_secret_value().encode()).hexdigest()[:16]
 
-    async def create_batch(self, emails: Sequence[BatchEmail], *, callback_url: str | None = None) -> BatchInfo:
-        """Submit addresses as a new async batch (this reserves credits at Bouncer)."""
-        body = [{"email": e.email} if e.name is None else {"email": e.email, "name": e.name} for e in emails]
+    async def create_batch(
+        self, emails: Sequence[BatchEmail] | BatchBody, *, callback_url: str | None = None
+    ) -> BatchInfo:
+        """Submit addresses (or their body, encoded already) as a new async batch (this reserves credits at
+        Bouncer)."""
+        body = emails if isinstance(emails, BatchBody) else BatchBody.of(emails)
         params = {"callback": callback_url} if callback_url else None
         timeout = self._timeout_at_least(self._create_timeout) if self._create_timeout else None
         response = await self._request(
@@ -92,7 +96,8 @@ class BouncerClient:
             "POST",
             "email/verify/batch",
             params=params,
-            json=body,
+            content=body.content,
+            headers=_JSON,
             timeout=timeout,
             http=self._create_http,
         )
@@ -112,16 +117,24 @@ class BouncerClient:
         chunks of rows (default: one turn of the event loop), so the caller can hold the decoding back."""
         path = f"{_batch_path(batch_id)}/download"
         response = await self._request("batch_download", "GET", path, params={"download": filter})
+        status = response.status_code
+        try:
+            text = response.content.decode("utf-8")
+        except ValueError as exc:
+            raise _unreadable(status, exc) from None
+        # The body's bytes go before its rows are built: held beside its text and rows, a 10,000-result body
+        # (a few MB) raised the peak of `verify`, whose one download at a time sets that peak.
+        del response
         rows: list[ResultRow] = []
         try:
-            for row in iter_result_rows(response.content.decode("utf-8")):
+            for row in iter_result_rows(text):
                 rows.append(row)
                 if len(rows) % _ROWS_BETWEEN_YIELDS == 0:
                     # Up to 100,000 rows take a while: let the process's creates and polls run meanwhile, so a
                     # download never holds up refilling a batch slot.
                     await (pause() if pause is not None else asyncio.sleep(0))
         except ValueError as exc:
-            raise _unreadable(response, exc) from None
+            raise _unreadable(status, exc) from None
         return rows
 
     async def download_csv(self, batch_id: str, *, filter: str = "all") -> str:
@@ -168,6 +181,7 @@ class BouncerClient:
         *,
         params: Mapping[str, str] | None = None,
         json: Any = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
         http: httpx.AsyncClient | None = None,
@@ -183,6 +197,7 @@ class BouncerClient:
                 method,
                 url,
                 json=json,
+                content=content,
                 headers=all_headers,
                 timeout=timeout or httpx.USE_CLIENT_DEFAULT,
                 extensions={"trace": trace},
@@ -252,10 +267,10 @@ def _parse(response: httpx.Response, build: Callable[[Any], _T]) -> _T:
     try:
         return build(json.loads(response.content))
     except (ValueError, KeyError, ValidationError) as exc:
-        raise _unreadable(response, exc) from None
+        raise _unreadable(response.status_code, exc) from None
 
 
-def _unreadable(response: httpx.Response, exc: Exception) -> BouncerUnavailable:
+def _unreadable(status: int, exc: Exception) -> BouncerUnavailable:
     return BouncerUnavailable(
-        f"Bouncer sent an unreadable answer (HTTP {response.status_code}): {type(exc).__name__}", request_sent=True
+        f"Bouncer sent an unreadable answer (HTTP {status}): {type(exc).__name__}", request_sent=True
     )

@@ -36,7 +36,7 @@ from bouncer_queue.bouncer import (
     InsufficientCredits,
     RateLimited,
 )
-from bouncer_queue.bouncer.schemas import BatchInfo
+from bouncer_queue.bouncer.schemas import BatchBody, BatchInfo
 from bouncer_queue.domain import BatchState
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.callbacks import CallbackSecret, new_secret
@@ -44,7 +44,7 @@ from bouncer_queue.pipeline.cancel import finish_at_bouncer, request_cancelled
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
 from bouncer_queue.storage.ratelimit import Decision
-from bouncer_queue.storage.records import BatchEmail, BatchRecord
+from bouncer_queue.storage.records import BatchRecord
 from bouncer_queue.storage.repository import ClaimResult
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,8 @@ async def _create_batch(ctx: StageContext, data: Mapping[str, Any]) -> None:
         await ctx.repo.cancel_unsent_batches(batch.request_id)
         return
     secret = new_secret() if ctx.policy.callback_base_url else None
-    emails, token = await _take_turn(ctx, batch, secret)
-    await _submit(ctx, batch, emails, secret, token)
+    body, token = await _take_turn(ctx, batch, secret)
+    await _submit(ctx, batch, body, secret, token)
 
 
 def _await_unknown_outcome(ctx: StageContext, batch: BatchRecord) -> NoReturn:
@@ -121,7 +121,7 @@ def _since_claim_ms(ctx: StageContext, batch: BatchRecord) -> int:
 
 async def _take_turn(
     ctx: StageContext, batch: BatchRecord, secret: CallbackSecret | None
-) -> tuple[list[BatchEmail], Decision]:
+) -> tuple[BatchBody, Decision]:
     """Defer unless credits, a batch slot and a rate-limit token are all there; then claim the slot."""
     # Read before the gate and the slots are looked at, so that credits coming back or a slot freed after that
     # look wake this job (queueing/waiters.py).
@@ -134,7 +134,7 @@ async def _take_turn(
     hint = await ctx.limiter.peek(["batch", "create"])
     if not hint.allowed:
         raise Defer(hint.wait_ms, "rate limit")
-    emails = await ctx.repo.batch_emails(batch.id)
+    body = BatchBody.of(await ctx.repo.batch_emails(batch.id))  # the addresses as objects go at once
     # ...but the token itself is taken as late as possible: Bouncer counts a request when it arrives, so a token
     # taken before reading 10,000 addresses could leave our window while the request still counts in Bouncer's.
     decision = await ctx.limiter.acquire(["batch", "create"], "batch_create")
@@ -148,7 +148,7 @@ async def _take_turn(
         raise _wait_for_slot(ctx, ticket)
     if claim == ClaimResult.NOT_PENDING:
         raise Defer(0, "batch changed state; looking again")
-    return emails, decision
+    return body, decision
 
 
 def _wait_for_slot(ctx: StageContext, ticket: int) -> Defer:
@@ -157,15 +157,15 @@ def _wait_for_slot(ctx: StageContext, ticket: int) -> Defer:
 
 
 async def _submit(
-    ctx: StageContext, batch: BatchRecord, emails: list[BatchEmail], secret: CallbackSecret | None, token: Decision
+    ctx: StageContext, batch: BatchRecord, body: BatchBody, secret: CallbackSecret | None, token: Decision
 ) -> None:
     """The paid call; every outcome is recorded so that the batch can never be created twice."""
     callback_url = secret.url(ctx.policy.callback_base_url) if secret and ctx.policy.callback_base_url else None
     # Names the process that makes the paid call, for whoever must judge an unknown outcome later.
-    log.info("creating the batch at Bouncer", extra=event("batch_create_started", batch, quantity=len(emails)))
+    log.info("creating the batch at Bouncer", extra=event("batch_create_started", batch, quantity=body.count))
     sent_at = ctx.clock()
     try:
-        info = await _call(ctx, emails, callback_url, token)
+        info = await _call(ctx, body, callback_url, token)
     except BouncerUnavailable as exc:
         if exc.request_sent:
             _answer_lost(ctx, batch, exc)
@@ -190,12 +190,12 @@ async def _submit(
         if exc.retryable:
             raise
         raise PermanentFailure(type(exc).__name__, str(exc)) from exc
-    await _record(ctx, batch, info, len(emails), sent_at)
+    await _record(ctx, batch, info, body.count, sent_at)
 
 
-async def _call(ctx: StageContext, emails: list[BatchEmail], callback_url: str | None, token: Decision) -> BatchInfo:
+async def _call(ctx: StageContext, body: BatchBody, callback_url: str | None, token: Decision) -> BatchInfo:
     try:
-        return await ctx.bouncer.create_batch(emails, callback_url=callback_url)
+        return await ctx.bouncer.create_batch(body, callback_url=callback_url)
     finally:
         await ctx.limiter.answered(token)  # counted from its answer on (storage/ratelimit.py)
 

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from bouncer_queue.bouncer import (
     AuthError,
     BadRequest,
+    BatchBody,
     BatchNotFound,
     BatchStateError,
     BouncerClient,
@@ -146,6 +147,33 @@ async def test_unreadable_success_body_means_request_sent() -> None:
         with pytest.raises(BouncerUnavailable) as caught:
             await client.create_batch([BatchEmail("a@example.com")])
     assert caught.value.request_sent and caught.value.retryable
+
+
+async def test_unreadable_download_body_means_request_sent() -> None:
+    # The body is released before its rows are built; the error still names the answer's status.
+    async with _mock(lambda _: httpx.Response(200, content=b"\xff[not json")) as client:
+        with pytest.raises(BouncerUnavailable, match="HTTP 200") as caught:
+            await client.download("b1")
+    assert caught.value.request_sent
+
+
+async def test_create_sends_the_body_encoded_ahead_as_json_would() -> None:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(201, json={"batchId": "b1", "status": "queued"})
+
+    emails = [BatchEmail("a@example.com"), BatchEmail("b@example.com", "Bé Ñame")]
+    async with _mock(answer) as client:
+        await client.create_batch(BatchBody.of(emails))
+        await client.create_batch(emails)
+    as_json = httpx.Request(
+        "POST", "http://x", json=[{"email": "a@example.com"}, {"email": "b@example.com", "name": "Bé Ñame"}]
+    )
+    assert [r.content for r in sent] == [as_json.read()] * 2
+    assert all(r.headers["content-type"] == "application/json" for r in sent)
+    assert BatchBody.of(emails).count == 2
 
 
 @pytest.fixture

@@ -87,3 +87,20 @@ def test_a_download_is_cut_into_the_same_elements_however_it_is_spaced(
 def test_broken_arrays_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         result_rows(text)
+
+
+def test_enum_like_values_are_shared_between_rows_and_the_table_stays_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = {
+        "email": "a@example.com", "status": "deliverable", "reason": "accepted_email",
+        "domain": {"name": "example.com", "acceptAll": "no", "disposable": "no", "free": "yes"},
+        "account": {"role": "no", "disabled": "no", "fullMailbox": "no"}, "provider": "google.com",
+        "score": 99, "toxic": "no", "toxicity": 0,
+    }  # fmt: skip
+    first, second = result_rows(json.dumps([result, result]))
+    assert first == second and first is not second
+    shared = [*range(1, 3), *range(5, 11), 12]  # status, reason, the six flags, toxic
+    assert all(first[i] is second[i] for i in shared)
+    monkeypatch.setattr(schemas, "_MAX_WORDS", 5)
+    result_rows(json.dumps([{**result, "reason": f"reason {n}"} for n in range(20)]))
+    result_rows("[]")  # a download starts by emptying a table grown past the cap
+    assert not schemas._WORDS
