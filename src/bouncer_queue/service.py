@@ -129,6 +129,7 @@ class QueueManager:
         tracking: Tracking | None = None,
         credits: CreditOptions | None = None,
         on_stored: Callable[[str], Awaitable[None]] | None = None,
+        read_ahead: bool = True,
     ) -> AddResult:
         """Store a list chunk by chunk, enqueueing each chunk's batch as soon as it is stored; `delay` (ms) holds
         back its first jobs. A `request_id` already stored is returned as it is (`existing`), and nothing is
@@ -136,7 +137,8 @@ class QueueManager:
         highest stored row number). `fingerprint` lets `find_request` find it. `tracking` adds an idempotency key
         (a request already stored under it is returned, or resumed the same way) and a webhook URL. `credits`
         (default: the result cache of RESULT_CACHE_DAYS, no credit check) says how the request may spend;
-        `on_stored(request_id)` runs once the whole list is stored."""
+        `on_stored(request_id)` runs once the whole list is stored. `read_ahead` reads the next chunk while one
+        is stored (one chunk more in memory)."""
         rt = self.runtime
         return await add_emails_to_queue(
             rt.repo,
@@ -152,6 +154,7 @@ class QueueManager:
             tracking=tracking,
             credits=credits or CreditOptions(cache_days=self.settings.result_cache_days),
             on_stored=on_stored,
+            read_ahead=read_ahead,
         )
 
     async def find_request(self, fingerprint: str) -> RequestRecord | None:

@@ -146,11 +146,13 @@ async def submit_file(
     *,
     fingerprint: str | None = None,
     interrupt: Callable[[], object] | None = None,
+    read_ahead: bool = True,
 ) -> Submitted:
     """Read a list file as a stream and add it to the queues chunk by chunk, with a count on stderr while it is
     stored. Its credits are checked with each chunk (a refusal stops the list there), and its cost is printed to
     `console` once the whole list is stored. `interrupt` is called every few rows read and may raise to stop the
-    list there, as a refusal does (the chunks committed before stay, resumable)."""
+    list there, as a refusal does (the chunks committed before stay, resumable). `read_ahead`: read the next
+    chunk while one is stored (off in `verify`, where it cost 4 MB of a peak that is its memory budget)."""
     balance = await manager.credit_balance()
     limit = CreditLimit(balance.checked_at, balance.at_bouncer, options.max_credits, options.allow_partial)
     cache_days = manager.settings.result_cache_days if options.use_cache else 0
@@ -176,6 +178,7 @@ async def submit_file(
             source=path.name,
             credits=CreditOptions(cache_days=cache_days, check=limit),
             on_stored=stored,
+            read_ahead=read_ahead,
         )
     return Submitted(result, reader.skipped_total, reader.skipped_summary, estimates[0] if estimates else None)
 
@@ -423,7 +426,11 @@ async def _resume_or_submit(
             highlight=False,
         )
         return earlier.request_id, earlier.total_emails, 0, ""
-    submitted = await submit_file(manager, path, options, console, fingerprint=fingerprint, interrupt=interrupt)
+    # verify's workers share this process: the chunk read ahead would sit in memory beside their creates and
+    # downloads, at the peak that is verify's memory budget (200 MB at a million addresses).
+    submitted = await submit_file(
+        manager, path, options, console, fingerprint=fingerprint, interrupt=interrupt, read_ahead=False
+    )
     result = submitted.result
     console.print(
         f"request [bold]{result.request_id}[/bold]: {result.total_emails} addresses in "

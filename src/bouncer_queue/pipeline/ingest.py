@@ -211,6 +211,7 @@ async def add_emails_to_queue(
     tracking: Tracking | None = None,
     credits: CreditOptions | None = None,
     on_stored: Callable[[str], Awaitable[None]] | None = None,
+    read_ahead: bool = True,
 ) -> AddResult:
     """Store a request's addresses chunk by chunk, enqueueing each chunk's create-batch job once it is stored;
     `on_stored(request_id)` runs when the whole list is stored (a summary printed while it is verified).
@@ -255,7 +256,9 @@ async def add_emails_to_queue(
             if isinstance(emails, AsyncIterable)
             else chunked(emails, batch_size, counter)
         )
-        batch_ids = await repo.ingest_request(request, chunks, on_batch=jobs_left.enqueue, resume=earlier is not None)
+        batch_ids = await repo.ingest_request(
+            request, chunks, on_batch=jobs_left.enqueue, resume=earlier is not None, ahead=read_ahead
+        )
     except (StorageError, StoredElsewhere):
         # Two submissions of one request at once: the unique key let one in (or, resuming one request twice, the
         # other run stores it); this one returns that request.

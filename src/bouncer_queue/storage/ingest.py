@@ -44,7 +44,7 @@ from bouncer_queue.errors import InputError
 from bouncer_queue.storage import bulk
 from bouncer_queue.storage.batches import email_counts
 from bouncer_queue.storage.credits import record_billable, settle_billable, spent_and_reserved
-from bouncer_queue.storage.read_ahead import read_ahead
+from bouncer_queue.storage.read_ahead import in_turn, read_ahead
 from bouncer_queue.storage.records import EmailRow, RequestInfo, RequestProgress, RequestRecord
 from bouncer_queue.storage.repeats import KeyHashes, join_first_occurrences
 from bouncer_queue.storage.tables import BatchModel, QueueModel, RequestModel, ResultModel, utcnow
@@ -131,15 +131,17 @@ class RequestQueries(Queries):
         *,
         on_batch: Callable[[int], Awaitable[None]] | None = None,
         resume: bool = False,
+        ahead: bool = True,
     ) -> list[int]:
         """Store the list chunk by chunk, each in its own transaction, and await `on_batch(batch_id)` right after
         each commit; then mark the request active (or finished). With `resume`, the request is stored already
         (`ingesting`): rows up to its highest stored row number are skipped. An error leaves what was committed
-        (resumable), except that a new request with no batch yet is removed whole (nothing was sent)."""
+        (resumable), except that a new request with no batch yet is removed whole (nothing was sent). `ahead`: read
+        the next chunk while this one is stored (read_ahead.py), holding one chunk more in memory."""
         run = await (self.resume_ingest(request) if resume else self.begin_ingest(request))
         batch_ids: list[int] = []
         try:
-            async with aclosing(read_ahead(chunks)) as reading:
+            async with aclosing(read_ahead(chunks) if ahead else in_turn(chunks)) as reading:
                 async for rows in reading:
                     await self._store_next(run, rows, batch_ids, on_batch)
         except Exception:

@@ -40,6 +40,17 @@ async def read_ahead(source: Iterable[T] | AsyncIterable[T]) -> AsyncGenerator[T
             pending.exception()  # retrieved: an error in a chunk nobody asked for is not reported as unhandled
 
 
+async def in_turn(source: Iterable[T] | AsyncIterable[T]) -> AsyncGenerator[T, None]:
+    """The items of `source`, each fetched only when asked for: read_ahead without the overlap, and without the
+    item it holds in memory (`verify`, whose peak memory is its budget)."""
+    if isinstance(source, AsyncIterable):
+        async for item in source:
+            yield item
+    else:
+        for item in source:
+            yield item
+
+
 def _fetcher(source: Iterable[T] | AsyncIterable[T]) -> Any:
     if isinstance(source, AsyncIterable):
         items: AsyncIterator[T] = aiter(source)

@@ -86,6 +86,7 @@ class Repository:
         *,
         on_batch: Callable[[int], Awaitable[None]] | None = None,
         resume: bool = False,
+        ahead: bool = True,
     ) -> list[int]:
         """Store a request chunk by chunk, each chunk and its pending batch in a transaction of its own, and
         await `on_batch(batch_id)` after each commit; return the batch ids.
@@ -94,9 +95,10 @@ class Repository:
         consumed one at a time, so a list of any size streams through; an exception from `chunks` propagates
         unchanged and leaves the chunks already stored (resumable with `resume`), except that a request with no
         batch yet is removed whole. An address repeated in a later chunk (compared lower-cased) joins its first
-        occurrence, so it is sent once; a batch left empty is not kept.
+        occurrence, so it is sent once; a batch left empty is not kept. With `ahead`, the next chunk is read
+        while one is stored (one chunk more in memory).
         """
-        return await self._requests.ingest_request(request, chunks, on_batch=on_batch, resume=resume)
+        return await self._requests.ingest_request(request, chunks, on_batch=on_batch, resume=resume, ahead=ahead)
 
     async def request_progress(self, request_id: str) -> RequestProgress:
         """Counts of the request's emails and batches by state."""

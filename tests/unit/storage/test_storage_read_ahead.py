@@ -10,7 +10,7 @@ from contextlib import aclosing
 
 import pytest
 
-from bouncer_queue.storage.read_ahead import read_ahead
+from bouncer_queue.storage.read_ahead import in_turn, read_ahead
 
 
 def _numbers(count: int, log: list[str], fail_at: int | None = None) -> Iterator[int]:
@@ -101,3 +101,18 @@ async def test_a_list_is_just_iterated() -> None:
     got = [item async for item in read_ahead([[1], [2]])]
 
     assert got == [[1], [2]]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_in_turn_reads_an_item_only_when_it_is_asked_for(asynchronous: bool) -> None:
+    log: list[str] = []
+
+    async def numbers() -> AsyncIterator[int]:
+        for n in _numbers(3, log):
+            yield n
+
+    async with aclosing(in_turn(numbers() if asynchronous else _numbers(3, log))) as items:
+        async for item in items:
+            log.append(f"stored {item}")
+
+    assert log == ["read 0", "stored 0", "read 1", "stored 1", "read 2", "stored 2"]
