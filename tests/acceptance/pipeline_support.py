@@ -301,6 +301,21 @@ class System:
         values: dict[str, Any] = {"api_keys": (API_KEY,), "speed": 5_000.0, "queue_delay_seconds": 0.1}
         return await self._servers.enter_async_context(running_simulator(SimulatorConfig(**(values | config))))
 
+    def cli_env(self, base_url: str, **extra: object) -> dict[str, str]:
+        """The environment of a `bouncer-queue` command run against this system and the simulator at `base_url`
+        (the same database, Redis prefix and state directory as `settings`); `extra` adds variables."""
+        return cli_env(
+            {
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": self.redis_url,
+                "QUEUE_PREFIX": self.prefix,
+                "BOUNCER_API_KEY": API_KEY,
+                "BOUNCER_API_BASE_URL": base_url,
+                "BOUNCER_QUEUE_STATE_DIR": self.tmp_path / "state",
+                **extra,
+            }
+        )
+
     def settings(self, base_url: str, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "bouncer_api_key": API_KEY,

@@ -18,7 +18,6 @@ from pipeline_support import (
     CLI,
     System,
     batch_states,
-    cli_env,
     create_calls,
     eventually,
     make_emails,
@@ -47,17 +46,7 @@ def _refused(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Comp
 
 async def test_max_credits_refuses_a_list_before_anything_is_stored(system: System, tmp_path: Path) -> None:
     server = await system.simulator(credits=BALANCE)
-    settings = system.settings(server.base_url)
-    env = cli_env(
-        {
-            "DATABASE_URL": system.database_url,
-            "REDIS_URL": system.redis_url,
-            "QUEUE_PREFIX": system.prefix,
-            "BOUNCER_API_KEY": API_KEY,
-            "BOUNCER_API_BASE_URL": server.base_url,
-            "BOUNCER_QUEUE_STATE_DIR": settings.state_dir,
-        }
-    )
+    env = system.cli_env(server.base_url)
     listing = write_csv(tmp_path / "twelve.csv", [*make_emails(12, "capped"), "not-an-address"])
 
     capped = _refused(["verify", str(listing), "--max-credits", "11"], env, tmp_path)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import pytest
 from pipeline_support import (
-    API_KEY,
     System,
     assert_results_match_simulator,
     batch_states,
-    cli_env,
     create_calls,
     dead_letters,
     delete_prefix_keys,
@@ -46,16 +44,7 @@ async def test_recover_after_redis_lost_every_key(system: System) -> None:
         stats = await manager.get_queue_stats()
         assert all(count == 0 for queue in stats.values() for count in queue.values()), stats
 
-    env = cli_env(
-        {
-            "DATABASE_URL": system.database_url,
-            "REDIS_URL": system.redis_url,
-            "QUEUE_PREFIX": system.prefix,
-            "BOUNCER_API_KEY": API_KEY,
-            "BOUNCER_API_BASE_URL": server.base_url,
-            "BOUNCER_QUEUE_STATE_DIR": system.tmp_path / "state",
-        }
-    )
+    env = system.cli_env(server.base_url)
     output = run_cli(["recover"], env, system.tmp_path)
     assert f"{len(unfinished)} jobs offered" in output
 

@@ -19,12 +19,10 @@ from typing import Any
 import httpx
 import pytest
 from pipeline_support import (
-    API_KEY,
     BATCH_PATH,
     System,
     assert_exactly_once,
     batch_states,
-    cli_env,
     eventually,
     make_emails,
     recorded,
@@ -94,19 +92,12 @@ async def test_the_first_batch_is_created_before_the_last_chunk_is_stored(
 
 
 def _env(system: System, server: Any) -> dict[str, str]:
-    return cli_env(
-        {
-            "DATABASE_URL": system.database_url,
-            "REDIS_URL": system.redis_url,
-            "QUEUE_PREFIX": system.prefix,
-            "BOUNCER_API_KEY": API_KEY,
-            "BOUNCER_API_BASE_URL": server.base_url,
-            "BOUNCER_QUEUE_STATE_DIR": system.tmp_path / "state",
-            "BATCH_SIZE": SIZE,
-            "POLL_INTERVAL_SECONDS": 0.3,
-            "SHUTDOWN_GRACE_SECONDS": 10,
-            "LOG_LEVEL": "INFO",  # the workers' start and stop lines
-        }
+    return system.cli_env(
+        server.base_url,
+        BATCH_SIZE=SIZE,
+        POLL_INTERVAL_SECONDS=0.3,
+        SHUTDOWN_GRACE_SECONDS=10,
+        LOG_LEVEL="INFO",  # the workers' start and stop lines
     )
 
 
