@@ -155,6 +155,8 @@ class QueueManager:
             credits=credits or CreditOptions(cache_days=self.settings.result_cache_days),
             on_stored=on_stored,
             read_ahead=read_ahead,
+            # Creates of workers in this process first (verify); a no-op where none run (submit, serve).
+            between_chunks=rt.ctx.precedence.after_urgent,
         )
 
     async def find_request(self, fingerprint: str) -> RequestRecord | None:

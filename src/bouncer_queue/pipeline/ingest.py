@@ -212,9 +212,14 @@ async def add_emails_to_queue(
     credits: CreditOptions | None = None,
     on_stored: Callable[[str], Awaitable[None]] | None = None,
     read_ahead: bool = True,
+    between_chunks: Callable[[], Awaitable[None]] | None = None,
 ) -> AddResult:
     """Store a request's addresses chunk by chunk, enqueueing each chunk's create-batch job once it is stored;
     `on_stored(request_id)` runs when the whole list is stored (a summary printed while it is verified).
+
+    `between_chunks` is awaited after each chunk's job is enqueued, before the next chunk is read: the service
+    passes its in-process creates' precedence (pipeline/precedence.py), so where workers share this process
+    (`verify`) a create under way reaches Bouncer before the list's next chunk takes the event loop.
 
     `fingerprint` (the list's content and result-shaping options) lets a later run find the request again.
     With `tracking.idempotency_key` set and a request stored under that key, that request is returned
@@ -249,7 +254,7 @@ async def add_emails_to_queue(
     if earlier is not None:
         log.info("resuming a request", extra={"action": "request_resumed", "request_id": request.request_id})
     counter = [0]
-    jobs_left = _JobsLeft(enqueuer, request)
+    jobs_left = _JobsLeft(enqueuer, request, between_chunks)
     try:
         chunks = (
             achunked(emails, batch_size, counter)
@@ -294,12 +299,20 @@ class _JobsLeft:
     """Enqueues each stored batch's create job at once; one that Redis refused waits for `flush`, after the list,
     so a Redis outage does not stop the list half stored."""
 
-    def __init__(self, enqueuer: Enqueuer, request: RequestInfo) -> None:
+    def __init__(
+        self, enqueuer: Enqueuer, request: RequestInfo, then: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._enqueuer = enqueuer
         self._request = request
+        self._then = then
         self._waiting: list[int] = []
 
     async def enqueue(self, batch_id: int) -> None:
+        await self._enqueue(batch_id)
+        if self._then is not None:
+            await self._then()
+
+    async def _enqueue(self, batch_id: int) -> None:
         if not self._waiting:
             try:
                 await self._enqueuer.enqueue_many([self._job(batch_id)])

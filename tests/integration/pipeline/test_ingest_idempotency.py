@@ -16,6 +16,7 @@ from bouncer_queue.interfaces.http.submissions import off_the_loop
 from bouncer_queue.lists import read_list
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.ingest import Tracking, add_emails_to_queue
+from bouncer_queue.pipeline.precedence import Precedence
 
 
 async def test_the_same_key_returns_the_stored_request_without_reading_the_list(
@@ -119,3 +120,39 @@ async def test_a_list_broken_in_its_first_chunk_gives_the_error_as_it_was(
     with pytest.raises(InputError, match=r"^row 2: unterminated quote$"):
         await add_emails_to_queue(ctx.repo, ctx.enqueuer, broken(), user_id="u", batch_size=2)
     assert await ctx.repo.list_requests() == []
+
+
+async def test_the_next_chunk_waits_while_a_create_of_this_process_is_under_way(
+    world: Callable[[Responder], StageContext],
+) -> None:
+    # verify and serve run workers in the process that stores the list: a create under way (holding the
+    # precedence) reaches Bouncer before the next chunk is read and stored.
+    ctx = world(answer(200, {}))
+    precedence = Precedence(max_wait_seconds=3_600)
+    enqueuer = RecordingEnqueuer()
+    read: list[str] = []
+
+    def emails() -> Iterator[str]:
+        for i in range(6):
+            read.append(f"{i}@example.com")
+            yield read[-1]
+
+    async with precedence.urgent():
+        storing = asyncio.create_task(
+            add_emails_to_queue(
+                ctx.repo,
+                enqueuer,
+                emails(),
+                user_id="u",
+                batch_size=2,
+                read_ahead=False,
+                between_chunks=precedence.after_urgent,
+            )
+        )
+        while not enqueuer.jobs:
+            await asyncio.sleep(0)
+        for _ in range(50):  # every turn the storing task could take to read on
+            await asyncio.sleep(0)
+        assert (len(enqueuer.jobs), len(read)) == (1, 2) and not storing.done()
+    added = await storing
+    assert (added.batch_count, len(enqueuer.jobs), len(read)) == (3, 3, 6)
