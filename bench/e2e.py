@@ -20,7 +20,9 @@ From the simulator's own request log (/__simulator/requests) and batch times (/_
   >= 97 %), the busiest window against the limit (never over), and the 429s;
 - with --verify, also the time until the command exits, its export of the results included (`verify_exit_s`,
   `exit_over_ideal`), which `workers` + `submit` have no counterpart of;
-- CPU seconds of our processes beside the wall time, and the peak RSS of `verify`: `peak_rss_mb` is the sum
+- CPU seconds of our processes beside the wall time (`cpu_s`), and of the simulator from the start on
+  (`simulator_cpu_s`): Bouncer's own work, which here shares the machine with the system measured; the peak RSS
+  of `verify`: `peak_rss_mb` is the sum
   over its process tree (verify, its embedded Valkey), sampled from /proc every 50 ms; `peak_rss_main_mb` the
   verify process alone (/usr/bin/time -v).
 
@@ -78,6 +80,8 @@ class Run:
     #: When every address had its outcome (epoch seconds, the simulator's clock: same machine).
     finished_at: float
     cpu: float
+    #: The simulator's CPU seconds from the submit (or verify) start on.
+    simulator_cpu: float
     peak_rss_mb: float | None
     main_rss_mb: float | None
     requests: list[dict[str, Any]]
@@ -162,8 +166,8 @@ async def wait_until_settled(url: str, emails: int, started: float) -> float:
 
 
 @contextmanager
-def simulator(args: argparse.Namespace) -> Iterator[str]:
-    """`bouncer-queue simulator` in a process of its own (its CPU is not ours); yields its root URL."""
+def simulator(args: argparse.Namespace) -> Iterator[tuple[str, int]]:
+    """`bouncer-queue simulator` in a process of its own (its CPU is not ours); yields its root URL and pid."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -181,7 +185,7 @@ def simulator(args: argparse.Namespace) -> Iterator[str]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("the simulator did not start") from None
                 time.sleep(0.1)
-        yield root
+        yield root, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -226,6 +230,12 @@ async def run_workers(args: argparse.Namespace, env: dict[str, str], url: str, c
         if states.get("completed", 0) != args.emails:
             print(f"  not every address completed: {states}", flush=True)
         return wall
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def tree_usage(root: int, *, skip_root: bool = False) -> tuple[int, float]:
@@ -294,8 +304,9 @@ async def one_run(args: argparse.Namespace, csv_path: Path) -> Run:
     server_url = args.postgres_url if args.engine == "postgresql" else None
     prefix = f"{{bqe2e-{uuid.uuid4().hex[:10]}}}"
     state_dir = Path(tempfile.mkdtemp(prefix="bq_e2e_state_"))
-    with simulator(args) as root:
+    with simulator(args) as (root, simulator_pid):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        simulator_before = process_cpu(simulator_pid)
         async with fresh_database(args.engine, server_url) as url:
             env = environment(args, f"{root}/v1.1", state_dir, url, prefix)
             rss = main_rss = exit_wall = None
@@ -326,9 +337,10 @@ async def one_run(args: argparse.Namespace, csv_path: Path) -> Run:
         async with httpx.AsyncClient(base_url=root) as client:
             requests = (await client.get("/__simulator/requests")).json()
             batches = (await client.get("/__simulator/state")).json()["batches"]
+        simulator_cpu = process_cpu(simulator_pid) - simulator_before
     shutil.rmtree(state_dir, ignore_errors=True)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return Run(wall, finished_at, cpu, rss, main_rss, requests, batches, exit_wall)
+    return Run(wall, finished_at, cpu, simulator_cpu, rss, main_rss, requests, batches, exit_wall)
 
 
 def figures(args: argparse.Namespace, run: Run) -> dict[str, Any]:
@@ -362,6 +374,7 @@ def figures(args: argparse.Namespace, run: Run) -> dict[str, Any]:
         "batches_created": len(creates),
         "status_calls": sum(1 for r in api if r["method"] == "GET" and not r["path"].endswith("/download")),
         "cpu_s": round(run.cpu, 2),
+        "simulator_cpu_s": round(run.simulator_cpu, 2),
         "verify_exit_s": round(run.exit_wall, 2) if run.exit_wall is not None else None,
         "exit_over_ideal": round(run.exit_wall / ideal, 3) if run.exit_wall is not None else None,
         "peak_rss_mb": round(run.peak_rss_mb, 1) if run.peak_rss_mb is not None else None,
@@ -386,7 +399,7 @@ async def main_async(args: argparse.Namespace) -> None:
             print(json.dumps(results[-1]), flush=True)
         if args.repeat > 1:
             keys = ("wall_over_ideal", "after_first_create_over_ideal", "slot_saturation", "batch_budget_share")
-            keys += ("create_budget_share", "cpu_s")
+            keys += ("create_budget_share", "cpu_s", "simulator_cpu_s", "first_create_s")
             print("median", json.dumps({k: statistics.median(r[k] for r in results) for k in keys}))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
