@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from random import Random
 
 import pytest
 
 from bouncer_queue.simulator import expected_result
+from bouncer_queue.simulator.results import _TOXICITY_CUMULATIVE, _TOXICITY_WEIGHTS, _weighted
 
 SANDBOX = "sandbox.usebouncer.com"
 
@@ -102,3 +104,13 @@ def test_domain_rules() -> None:
     assert gmail["domain"]["free"] == "yes" and gmail["provider"] == "google.com"
     assert expected_result("info@example.com", "s")["account"]["role"] == "yes"
     assert expected_result("x@example.com", "s", name="crm-9")["name"] == "crm-9"
+
+
+def test_a_weighted_draw_is_the_one_random_choices_makes() -> None:
+    # The simulator's verdicts stay what they were when its draws stopped calling random.choices (the same
+    # addresses get the same answers across versions): one pick, from the same state, the same item.
+    ours, theirs = Random(7), Random(7)
+    population = range(len(_TOXICITY_WEIGHTS))
+    picks = [_weighted(ours, population, _TOXICITY_CUMULATIVE) for _ in range(5_000)]
+    assert picks == [theirs.choices(population, _TOXICITY_WEIGHTS)[0] for _ in range(5_000)]
+    assert set(picks) == set(population)
