@@ -62,7 +62,15 @@ class Workers:
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Killed and reaped here, so that only this test fails: left running, the process failed the next
+            # test with a ResourceWarning. Its log says where the stop hung (a busy machine saw this once).
+            self.process.kill()
+            self.process.wait()
+            log_end = self.logs()[-4000:]
+            raise AssertionError(f"workers still running 60 s after SIGTERM; their log ends:\n{log_end}") from None
 
 
 class OpsSystem:
