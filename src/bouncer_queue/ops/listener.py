@@ -37,6 +37,10 @@ from bouncer_queue.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT_SECONDS = 15.0
+#: How long a stopping listener waits for requests in flight (a scrape, a Bouncer callback) before it cancels
+#: them. uvicorn's default waits without limit, so one request that never ended could hold the workers process's
+#: whole stop, SIGTERM and shutdown grace notwithstanding.
+STOP_TIMEOUT_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,13 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
 async def _start(endpoint: Endpoint) -> tuple[_Server, asyncio.Task[None], Listener]:
     sock = bind(endpoint.host, endpoint.port, endpoint.setting)
     config = uvicorn.Config(
-        create_app(endpoint.routes), log_config=None, access_log=False, lifespan="off", ws="none", log_level="warning"
+        create_app(endpoint.routes),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        ws="none",
+        log_level="warning",
+        timeout_graceful_shutdown=STOP_TIMEOUT_SECONDS,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"listener:{endpoint.port}")

@@ -3,6 +3,7 @@ use is a one-line ConfigError naming the setting; /livez and /readyz judge their
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import httpx
@@ -12,6 +13,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bouncer_queue.errors import ConfigError
+from bouncer_queue.ops import listener as listener_module
 from bouncer_queue.ops.heartbeat import Heartbeat, make_info
 from bouncer_queue.ops.listener import Endpoint, serving
 from bouncer_queue.ops.metrics import Metrics
@@ -125,3 +127,28 @@ async def test_a_port_in_use_is_a_one_line_error_naming_the_setting() -> None:
     assert message == (
         f"CALLBACK_PORT: 127.0.0.1:{port} is already in use; choose another port or stop the process holding it"
     )
+
+
+async def test_a_request_that_never_ends_cannot_hold_the_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvicorn waits for requests in flight without limit by default: a stuck one held a workers process's stop.
+    monkeypatch.setattr(listener_module, "STOP_TIMEOUT_SECONDS", 1)
+    entered, never = asyncio.Event(), asyncio.Event()
+
+    async def stuck(request: Request) -> Response:
+        entered.set()
+        await never.wait()
+        return PlainTextResponse("unreachable")
+
+    endpoint = Endpoint("127.0.0.1", 0, "METRICS_PORT", [Route("/stuck", stuck)])
+    async with httpx.AsyncClient(timeout=None) as http:
+        context = serving([endpoint])
+        listeners = await context.__aenter__()
+        request = asyncio.create_task(http.get(f"http://127.0.0.1:{listeners[0].port}/stuck"))
+        await entered.wait()
+        # A hang here is the failure; the bound is only there so that it fails instead of hanging the suite.
+        await asyncio.wait_for(context.__aexit__(None, None, None), 120)
+        try:
+            answered: int | None = (await request).status_code  # the cancelled handler's 500
+        except httpx.HTTPError:
+            answered = None  # or the connection closed under it
+    assert answered != 200 and not never.is_set()
