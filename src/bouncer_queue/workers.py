@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -171,23 +171,52 @@ async def reconcile(manager: QueueManager) -> None:
 
 @contextlib.asynccontextmanager
 async def reconciling(manager: QueueManager) -> AsyncIterator[None]:
-    """Reconcile every RECONCILE_INTERVAL_SECONDS while the workers run."""
+    """Reconcile every RECONCILE_INTERVAL_SECONDS while the workers run (the first round after one interval)."""
+
+    async def step() -> None:
+        try:
+            await reconcile(manager)
+        except Exception as exc:  # Redis or the database away: the next round tries again
+            log.warning("reconciling with the ledger failed: %s", exc, extra={"action": "reconcile_failed"})
+
+    async with every(manager.settings.reconcile_interval_seconds, step, "reconcile", first_after=True):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def every(
+    seconds: float, step: Callable[[], Awaitable[None]], name: str, *, first_after: bool = False
+) -> AsyncIterator[None]:
+    """Await `step()` every `seconds` in a task of its own while the block runs (from the start, or after one
+    interval with `first_after`); on exit, let a step under way be cancelled and stop.
+
+    The loop ends on an event as well as by its cancellation. A cancellation can be lost inside the libraries a
+    step awaits (Python 3.11's wait_for may return a result that arrived with it), and a refresher that lived on
+    after its cancel kept a workers process from ever exiting after SIGTERM (seen under load): the event still
+    ends the loop at the step's end."""
+    stop = asyncio.Event()
 
     async def loop() -> None:
-        while True:
-            await asyncio.sleep(manager.settings.reconcile_interval_seconds)
-            try:
-                await reconcile(manager)
-            except Exception as exc:  # Redis or the database away: the next round tries again
-                log.warning("reconciling with the ledger failed: %s", exc, extra={"action": "reconcile_failed"})
+        if first_after:
+            await _pause(stop, seconds)
+        while not stop.is_set():
+            await step()
+            await _pause(stop, seconds)
 
-    task = asyncio.create_task(loop(), name="reconcile")
+    task = asyncio.create_task(loop(), name=name)
     try:
         yield
     finally:
+        stop.set()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less when `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 @contextlib.asynccontextmanager
@@ -276,20 +305,13 @@ async def refreshing_metrics(manager: QueueManager) -> AsyncIterator[None]:
     if settings.metrics_port is None:
         yield
         return
-    refresher = asyncio.create_task(refresh_metrics(manager, settings.metrics_refresh_seconds), name="metrics")
-    try:
+    async with every(settings.metrics_refresh_seconds, lambda: refresh_metrics(manager), "metrics"):
         yield
-    finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
 
 
-async def refresh_metrics(manager: QueueManager, every_seconds: float) -> None:
-    """Refresh the gauges forever; a failed refresh (Redis or the database away) is logged and retried."""
-    while True:
-        try:
-            await manager.refresh_metrics()
-        except Exception as exc:
-            log.warning("metrics refresh failed: %s", exc, extra={"action": "metrics_refresh_failed"})
-        await asyncio.sleep(every_seconds)
+async def refresh_metrics(manager: QueueManager) -> None:
+    """Refresh the gauges once; a failed refresh (Redis or the database away) is logged, the next one tries again."""
+    try:
+        await manager.refresh_metrics()
+    except Exception as exc:
+        log.warning("metrics refresh failed: %s", exc, extra={"action": "metrics_refresh_failed"})
