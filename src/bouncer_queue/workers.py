@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -32,6 +32,7 @@ from bouncer_queue.ops.callback_route import callback_routes
 from bouncer_queue.ops.heartbeat import Heartbeat, beating, make_info
 from bouncer_queue.ops.listener import Endpoint, serving
 from bouncer_queue.ops.metrics import JobOutcome
+from bouncer_queue.ops.periodic import every
 from bouncer_queue.ops.probes import Liveness, LoopMonitor, ops_routes
 from bouncer_queue.pipeline.callbacks import CallbackOutcome, handle_callback
 from bouncer_queue.pipeline.dispatch import Dispatcher
@@ -181,42 +182,6 @@ async def reconciling(manager: QueueManager) -> AsyncIterator[None]:
 
     async with every(manager.settings.reconcile_interval_seconds, step, "reconcile", first_after=True):
         yield
-
-
-@contextlib.asynccontextmanager
-async def every(
-    seconds: float, step: Callable[[], Awaitable[None]], name: str, *, first_after: bool = False
-) -> AsyncIterator[None]:
-    """Await `step()` every `seconds` in a task of its own while the block runs (from the start, or after one
-    interval with `first_after`); on exit, let a step under way be cancelled and stop.
-
-    The loop ends on an event as well as by its cancellation. A cancellation can be lost inside the libraries a
-    step awaits (Python 3.11's wait_for may return a result that arrived with it), and a refresher that lived on
-    after its cancel kept a workers process from ever exiting after SIGTERM (seen under load): the event still
-    ends the loop at the step's end."""
-    stop = asyncio.Event()
-
-    async def loop() -> None:
-        if first_after:
-            await _pause(stop, seconds)
-        while not stop.is_set():
-            await step()
-            await _pause(stop, seconds)
-
-    task = asyncio.create_task(loop(), name=name)
-    try:
-        yield
-    finally:
-        stop.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    """Wait `seconds`, or less when `stop` is set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 @contextlib.asynccontextmanager

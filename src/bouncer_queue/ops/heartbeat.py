@@ -9,7 +9,6 @@ the queues' Redis Cluster slot. `health`, `workers list` and the listener's /liv
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -18,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from bouncer_queue.ops.periodic import every
 from bouncer_queue.queueing.connection import RedisClient
 
 log = logging.getLogger(__name__)
@@ -123,23 +123,20 @@ def make_info(worker_id: str, host: str, pid: int, queues: Sequence[str], versio
 
 @contextlib.asynccontextmanager
 async def beating(heartbeat: Heartbeat, every_seconds: float) -> AsyncIterator[Heartbeat]:
-    """Beat now (a Redis error here fails the start), then every `every_seconds`; withdraw on exit."""
+    """Beat now (a Redis error here fails the start), then every `every_seconds`; withdraw on exit.
+
+    The loop is `every()`'s, which ends with the block even when a beat awaiting Redis loses its cancellation."""
     await heartbeat.beat()
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(every_seconds)
-            try:
-                await heartbeat.beat()
-            except Exception as exc:  # Redis away: /livez turns red when the beat grows stale, and we try again
-                log.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})
+    async def beat() -> None:
+        try:
+            await heartbeat.beat()
+        except Exception as exc:  # Redis away: /livez turns red when the beat grows stale, and we try again
+            log.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})
 
-    task = asyncio.create_task(loop(), name="heartbeat")
     try:
-        yield heartbeat
+        async with every(every_seconds, beat, "heartbeat", first_after=True):
+            yield heartbeat
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         with contextlib.suppress(Exception):
             await heartbeat.remove()

@@ -1,11 +1,11 @@
-"""The workers process's periodic loops (metrics refresh, reconcile): they run while their block runs and always
+"""Periodic loops (heartbeat, metrics refresh, reconcile): they run while their block runs and always
 end with it, even when a step swallows the cancellation meant to stop it."""
 
 from __future__ import annotations
 
 import asyncio
 
-from bouncer_queue.workers import every
+from bouncer_queue.ops.periodic import every
 
 
 async def test_steps_run_while_the_block_runs_and_none_after() -> None:
