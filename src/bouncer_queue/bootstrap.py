@@ -28,7 +28,7 @@ from bouncer_queue.queueing.admin import QueueAdmin
 from bouncer_queue.queueing.connection import RedisTarget, open_redis_target
 from bouncer_queue.queueing.enqueue import BullmqEnqueuer
 from bouncer_queue.queueing.flags import RedisAuthGate, RedisCreditsGate
-from bouncer_queue.storage import migrate
+from bouncer_queue.storage import revision
 from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.ratelimit import RateLimiter, budgets_from_settings
 from bouncer_queue.storage.repository import Repository
@@ -68,11 +68,14 @@ async def prepare_database(settings: Settings, auto_migrate: bool | None = None)
     url = settings.effective_database_url()
     if settings.database_url is None:
         private_dir(settings.state_dir)  # the default SQLite file holds every list: the folder is the owner's
+    if await revision.current(url) == revision.HEAD:
+        return
     if auto_migrate or (auto_migrate is None and settings.database_url is None):
+        from bouncer_queue.storage import migrate  # alembic loads only when there is something to migrate
+
         await migrate.upgrade(url)
         return
-    if await migrate.current(url) != await migrate.head():
-        raise ConfigError("the database is not at the latest schema; run `bouncer-queue db upgrade` first")
+    raise ConfigError("the database is not at the latest schema; run `bouncer-queue db upgrade` first")
 
 
 @asynccontextmanager

@@ -1,4 +1,5 @@
-"""Schema migrations, run programmatically: `upgrade`, `downgrade` and `current` take a database URL.
+"""Schema migrations, run programmatically: `upgrade` and `downgrade` take a database URL (the revision a
+database is at is read without alembic, by storage/revision.py).
 
 Alembic is configured in code from the migrations directory inside the installed package, so no alembic.ini is
 needed on disk. Each call opens its own engine, runs alembic on its connection in one transaction (PostgreSQL and
@@ -12,7 +13,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
@@ -20,7 +20,6 @@ from bouncer_queue.storage.boundary import translate_errors, url_password
 from bouncer_queue.storage.db import make_engine, mask_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-VERSION_TABLE = "bouncer_queue_alembic_version"
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -46,24 +45,6 @@ async def downgrade(url: str, revision: str = "base") -> None:
 async def head() -> str | None:
     """The newest revision the installed package ships."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-async def current(url: str) -> str | None:
-    """The revision the database at `url` is at, or None before the first migration."""
-    engine = make_engine(url)
-    try:
-        async with (
-            translate_errors(mask_url(url), "read the schema revision", url_password(url)),
-            engine.connect() as connection,
-        ):
-            return await connection.run_sync(_current_revision)
-    finally:
-        await engine.dispose()
-
-
-def _current_revision(connection: Connection) -> str | None:
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
 
 
 async def _run(url: str, action: Callable[[Config], None]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,9 +12,11 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bouncer_queue.bootstrap import prepare_database
+from bouncer_queue.config import Settings
 from bouncer_queue.domain import Priority, RequestState
-from bouncer_queue.errors import StorageError
-from bouncer_queue.storage import migrate
+from bouncer_queue.errors import ConfigError, StorageError
+from bouncer_queue.storage import migrate, revision
 from bouncer_queue.storage.db import make_engine, mask_url, normalize_url
 from bouncer_queue.storage.repository import Repository
 from bouncer_queue.storage.tables import Base
@@ -54,18 +57,35 @@ async def _schema_diff(url: str) -> list[Any]:
 
 
 async def test_upgrade_creates_exactly_our_tables_and_downgrade_removes_them(empty_database: str) -> None:
-    assert await migrate.current(empty_database) is None
+    assert await revision.current(empty_database) is None
 
     await migrate.upgrade(empty_database)
-    assert await migrate.current(empty_database) == await migrate.head()
-    assert await _table_names(empty_database) == TABLES | {migrate.VERSION_TABLE}
+    assert await revision.current(empty_database) == await migrate.head() == revision.HEAD
+    assert await _table_names(empty_database) == TABLES | {revision.VERSION_TABLE}
 
     await migrate.downgrade(empty_database)
-    assert await migrate.current(empty_database) is None
-    assert await _table_names(empty_database) <= {migrate.VERSION_TABLE}
+    assert await revision.current(empty_database) is None
+    assert await _table_names(empty_database) <= {revision.VERSION_TABLE}
 
     await migrate.upgrade(empty_database)
     assert TABLES <= await _table_names(empty_database)
+
+
+async def test_a_command_refuses_a_database_behind_the_head_unless_it_may_migrate_it(
+    empty_database: str, tmp_path: Path
+) -> None:
+    settings = Settings(_env_file=None, database_url=empty_database, state_dir=tmp_path / "state")
+    with pytest.raises(ConfigError, match="not at the latest schema"):
+        await prepare_database(settings)
+    assert await revision.current(empty_database) is None  # refused: nothing written
+
+    await migrate.upgrade(empty_database, "0006")
+    with pytest.raises(ConfigError, match="not at the latest schema"):
+        await prepare_database(settings)
+
+    await prepare_database(settings, auto_migrate=True)
+    assert await revision.current(empty_database) == revision.HEAD
+    await prepare_database(settings)  # at the head: accepted as it is
 
 
 async def test_0002_gives_requests_stored_before_it_a_row_built_from_their_batches(empty_database: str) -> None:
@@ -141,7 +161,7 @@ async def test_migrated_schema_matches_the_models(storage_url: str) -> None:
 
 
 def _is_version_table(difference: Any) -> bool:
-    return difference[0] == "remove_table" and difference[1].name == migrate.VERSION_TABLE
+    return difference[0] == "remove_table" and difference[1].name == revision.VERSION_TABLE
 
 
 def test_plain_urls_map_to_the_async_drivers() -> None:
@@ -179,4 +199,8 @@ async def test_unreachable_database_raises_storage_error_without_the_password(ur
 
     with pytest.raises(StorageError) as caught:
         await migrate.upgrade(url)
+    assert "hunter2-secret" not in str(caught.value)
+
+    with pytest.raises(StorageError) as caught:  # each command's start-up check of the schema revision
+        await revision.current(url)
     assert "hunter2-secret" not in str(caught.value)

@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from bouncer_queue.storage.db import make_engine
-from bouncer_queue.storage.migrate import VERSION_TABLE
+from bouncer_queue.storage.revision import VERSION_TABLE
 from bouncer_queue.storage.tables import Base
 
 
