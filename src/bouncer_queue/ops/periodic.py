@@ -1,5 +1,5 @@
-"""Periodic loops of a long-running process (heartbeat, metrics refresh, reconcile): each runs in a task of its
-own while a block runs and always ends with it."""
+"""Periodic loops of a long-running process (heartbeat, loop monitor, metrics refresh, reconcile): each runs in a
+task of its own while a block runs and always ends with it."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from bouncer_queue.ops.heartbeat import Heartbeat
 from bouncer_queue.ops.metrics import Metrics
+from bouncer_queue.ops.periodic import every
 
 #: How often the loop monitor ticks, and how old its last tick may be before the loop counts as stuck.
 LOOP_TICK_SECONDS = 1.0
@@ -46,17 +47,10 @@ class LoopMonitor:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[LoopMonitor]:
         async def tick() -> None:
-            while True:
-                self._last = time.monotonic()
-                await asyncio.sleep(LOOP_TICK_SECONDS)
+            self._last = time.monotonic()
 
-        task = asyncio.create_task(tick(), name="loop-monitor")
-        try:
+        async with every(LOOP_TICK_SECONDS, tick, "loop-monitor"):
             yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @dataclass(frozen=True)
