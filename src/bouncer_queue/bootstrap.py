@@ -61,18 +61,19 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:128]
 
 
-async def prepare_database(settings: Settings, engine: AsyncEngine, auto_migrate: bool | None = None) -> None:
+async def prepare_database(settings: Settings, auto_migrate: bool | None = None) -> None:
     """Migrate the embedded SQLite default (or any database when `auto_migrate`); otherwise insist that an
     explicit DATABASE_URL is already migrated: several workers racing to migrate a shared server is worse than
-    a clear error. `engine` is the runtime's, on the same database."""
+    a clear error."""
+    url = settings.effective_database_url()
     if settings.database_url is None:
         private_dir(settings.state_dir)  # the default SQLite file holds every list: the folder is the owner's
-    if await revision.current(engine) == revision.HEAD:
+    if await revision.current(url) == revision.HEAD:
         return
     if auto_migrate or (auto_migrate is None and settings.database_url is None):
         from bouncer_queue.storage import migrate  # alembic loads only when there is something to migrate
 
-        await migrate.upgrade(settings.effective_database_url(), ssl=settings.database_ssl)
+        await migrate.upgrade(url)
         return
     raise ConfigError("the database is not at the latest schema; run `bouncer-queue db upgrade` first")
 
@@ -90,11 +91,11 @@ async def open_runtime(
     metrics = metrics or Metrics()
     async with AsyncExitStack() as stack:
         redis = await stack.enter_async_context(open_redis_target(settings))
+        await prepare_database(settings, auto_migrate)
         engine = make_engine(
             settings.effective_database_url(), pool_size=settings.database_pool_size, ssl=settings.database_ssl
         )
         stack.push_async_callback(engine.dispose)
-        await prepare_database(settings, engine, auto_migrate)
         repo = Repository(engine)
         read_repo = await stack.enter_async_context(_read_repository(settings, repo))
         limiter = RateLimiter(engine, budgets_from_settings(settings), worker=worker_name())

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from sqlalchemy import inspect, select, table
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import column
 
-from bouncer_queue.storage.transactions import Database
+from bouncer_queue.storage.boundary import translate_errors, url_password
+from bouncer_queue.storage.db import make_engine, mask_url
 
 #: Alembic's version table, named for this project so it never meets another application's.
 VERSION_TABLE = "bouncer_queue_alembic_version"
@@ -20,12 +20,17 @@ VERSION_TABLE = "bouncer_queue_alembic_version"
 HEAD = "0007"
 
 
-async def current(engine: AsyncEngine) -> str | None:
-    """The revision the database of `engine` is at, or None before the first migration. The caller's engine, so
-    the check connects as everything after it does (DATABASE_SSL included) and its connection is pooled for them."""
-    db = Database(engine)  # read-only: on SQLite a write transaction would take the lock from running workers
-    async with db.guard("read the schema revision"), db.read() as conn:
-        return await conn.run_sync(_read)
+async def current(url: str) -> str | None:
+    """The revision the database at `url` is at, or None before the first migration."""
+    engine = make_engine(url)
+    try:
+        async with (
+            translate_errors(mask_url(url), "read the schema revision", url_password(url)),
+            engine.connect() as connection,
+        ):
+            return await connection.run_sync(_read)
+    finally:
+        await engine.dispose()
 
 
 def _read(connection: Connection) -> str | None:

@@ -43,14 +43,6 @@ async def _table_names(url: str) -> set[str]:
         await engine.dispose()
 
 
-async def _revision(url: str) -> str | None:
-    engine = make_engine(url)
-    try:
-        return await revision.current(engine)
-    finally:
-        await engine.dispose()
-
-
 async def _schema_diff(url: str) -> list[Any]:
     def diff(sync: Connection) -> list[Any]:
         context = MigrationContext.configure(sync, opts={"compare_type": True})
@@ -65,14 +57,14 @@ async def _schema_diff(url: str) -> list[Any]:
 
 
 async def test_upgrade_creates_exactly_our_tables_and_downgrade_removes_them(empty_database: str) -> None:
-    assert await _revision(empty_database) is None
+    assert await revision.current(empty_database) is None
 
     await migrate.upgrade(empty_database)
-    assert await _revision(empty_database) == await migrate.head() == revision.HEAD
+    assert await revision.current(empty_database) == await migrate.head() == revision.HEAD
     assert await _table_names(empty_database) == TABLES | {revision.VERSION_TABLE}
 
     await migrate.downgrade(empty_database)
-    assert await _revision(empty_database) is None
+    assert await revision.current(empty_database) is None
     assert await _table_names(empty_database) <= {revision.VERSION_TABLE}
 
     await migrate.upgrade(empty_database)
@@ -83,21 +75,17 @@ async def test_a_command_refuses_a_database_behind_the_head_unless_it_may_migrat
     empty_database: str, tmp_path: Path
 ) -> None:
     settings = Settings(_env_file=None, database_url=empty_database, state_dir=tmp_path / "state")
-    engine = make_engine(empty_database)
-    try:
-        with pytest.raises(ConfigError, match="not at the latest schema"):
-            await prepare_database(settings, engine)
-        assert await revision.current(engine) is None  # refused: nothing written
+    with pytest.raises(ConfigError, match="not at the latest schema"):
+        await prepare_database(settings)
+    assert await revision.current(empty_database) is None  # refused: nothing written
 
-        await migrate.upgrade(empty_database, "0006")
-        with pytest.raises(ConfigError, match="not at the latest schema"):
-            await prepare_database(settings, engine)
+    await migrate.upgrade(empty_database, "0006")
+    with pytest.raises(ConfigError, match="not at the latest schema"):
+        await prepare_database(settings)
 
-        await prepare_database(settings, engine, auto_migrate=True)
-        assert await revision.current(engine) == revision.HEAD
-        await prepare_database(settings, engine)  # at the head: accepted as it is
-    finally:
-        await engine.dispose()
+    await prepare_database(settings, auto_migrate=True)
+    assert await revision.current(empty_database) == revision.HEAD
+    await prepare_database(settings)  # at the head: accepted as it is
 
 
 async def test_0002_gives_requests_stored_before_it_a_row_built_from_their_batches(empty_database: str) -> None:
@@ -214,20 +202,5 @@ async def test_unreachable_database_raises_storage_error_without_the_password(ur
     assert "hunter2-secret" not in str(caught.value)
 
     with pytest.raises(StorageError) as caught:  # each command's start-up check of the schema revision
-        await _revision(url)
+        await revision.current(url)
     assert "hunter2-secret" not in str(caught.value)
-
-
-@pytest.mark.postgres
-async def test_migrations_and_the_revision_check_connect_with_database_ssl(postgres_url: str) -> None:
-    # The test server has TLS off, so an engine that honours DATABASE_SSL=require cannot connect: both refuse on
-    # TLS, where one that ignored the setting would get as far as the database (absent here) in plain text.
-    url = postgres_url.rsplit("/", 1)[0] + "/bq_no_such_database"
-    with pytest.raises(StorageError, match="SSL"):
-        await migrate.upgrade(url, ssl="require")
-    engine = make_engine(url, ssl="require")
-    try:
-        with pytest.raises(StorageError, match="SSL"):
-            await revision.current(engine)
-    finally:
-        await engine.dispose()
