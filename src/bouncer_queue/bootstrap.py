@@ -68,12 +68,12 @@ async def prepare_database(settings: Settings, auto_migrate: bool | None = None)
     url = settings.effective_database_url()
     if settings.database_url is None:
         private_dir(settings.state_dir)  # the default SQLite file holds every list: the folder is the owner's
-    if await revision.current(url) == revision.HEAD:
+    if await revision.current(url, ssl=settings.database_ssl) == revision.HEAD:
         return
     if auto_migrate or (auto_migrate is None and settings.database_url is None):
         from bouncer_queue.storage import migrate  # alembic loads only when there is something to migrate
 
-        await migrate.upgrade(url)
+        await migrate.upgrade(url, ssl=settings.database_ssl)
         return
     raise ConfigError("the database is not at the latest schema; run `bouncer-queue db upgrade` first")
 

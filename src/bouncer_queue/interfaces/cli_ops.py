@@ -310,7 +310,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     settings = load_settings()
     setup_logging(settings)
     url = settings.effective_database_url()
-    run(settings, lambda: migrate.upgrade(url, revision))
+    run(settings, lambda: migrate.upgrade(url, revision, ssl=settings.database_ssl))
     console.print(f"database at {revision}")
 
 
@@ -322,5 +322,5 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision."
     settings = load_settings()
     setup_logging(settings)
     url = settings.effective_database_url()
-    run(settings, lambda: migrate.downgrade(url, revision))
+    run(settings, lambda: migrate.downgrade(url, revision, ssl=settings.database_ssl))
     console.print(f"database at {revision}")

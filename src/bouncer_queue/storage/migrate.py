@@ -32,14 +32,14 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-async def upgrade(url: str, revision: str = "head") -> None:
-    """Migrate the database at `url` up to `revision`."""
-    await _run(url, lambda config: command.upgrade(config, revision))
+async def upgrade(url: str, revision: str = "head", *, ssl: str | None = None) -> None:
+    """Migrate the database at `url` up to `revision`, connecting with DATABASE_SSL's `ssl` mode."""
+    await _run(url, ssl, lambda config: command.upgrade(config, revision))
 
 
-async def downgrade(url: str, revision: str = "base") -> None:
+async def downgrade(url: str, revision: str = "base", *, ssl: str | None = None) -> None:
     """Migrate the database at `url` down to `revision` (by default: drop every table)."""
-    await _run(url, lambda config: command.downgrade(config, revision))
+    await _run(url, ssl, lambda config: command.downgrade(config, revision))
 
 
 async def head() -> str | None:
@@ -47,8 +47,8 @@ async def head() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def _run(url: str, action: Callable[[Config], None]) -> None:
-    engine = make_engine(url)
+async def _run(url: str, ssl: str | None, action: Callable[[Config], None]) -> None:
+    engine = make_engine(url, ssl=ssl)
     config = alembic_config()
 
     def run_with(connection: Connection) -> None:

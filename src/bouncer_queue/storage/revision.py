@@ -20,9 +20,13 @@ VERSION_TABLE = "bouncer_queue_alembic_version"
 HEAD = "0007"
 
 
-async def current(url: str) -> str | None:
-    """The revision the database at `url` is at, or None before the first migration."""
-    engine = make_engine(url)
+async def current(url: str, *, ssl: str | None = None) -> str | None:
+    """The revision the database at `url` is at, or None before the first migration.
+
+    It opens and disposes of an engine of its own, connecting with DATABASE_SSL's `ssl` mode: the runtime's engine
+    is built after the migrations, and a pooled SQLite connection held open while alembic creates the schema made
+    the next write fail with "disk I/O error" (tried in 1372a9a, reverted)."""
+    engine = make_engine(url, ssl=ssl)
     try:
         async with (
             translate_errors(mask_url(url), "read the schema revision", url_password(url)),

@@ -204,3 +204,22 @@ async def test_unreachable_database_raises_storage_error_without_the_password(ur
     with pytest.raises(StorageError) as caught:  # each command's start-up check of the schema revision
         await revision.current(url)
     assert "hunter2-secret" not in str(caught.value)
+
+
+@pytest.mark.postgres
+async def test_migrations_and_the_start_up_revision_check_connect_with_database_ssl(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # The test server has TLS off, so a connection that honours DATABASE_SSL=require is refused on TLS, where one
+    # that ignored the setting would get as far as the database (absent here) in plain text.
+    url = postgres_url.rsplit("/", 1)[0] + "/bq_no_such_database"
+    with pytest.raises(StorageError, match="SSL"):
+        await migrate.upgrade(url, ssl="require")
+    with pytest.raises(StorageError, match="SSL"):
+        await migrate.downgrade(url, ssl="require")
+    with pytest.raises(StorageError, match="SSL"):
+        await revision.current(url, ssl="require")
+
+    settings = Settings(_env_file=None, database_url=url, database_ssl="require", state_dir=tmp_path / "state")
+    with pytest.raises(StorageError, match="SSL"):
+        await prepare_database(settings, auto_migrate=True)
