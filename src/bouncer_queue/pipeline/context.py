@@ -30,6 +30,8 @@ class Limiter(Protocol):
 
     async def answered(self, decision: Decision) -> None: ...
 
+    async def refund(self, decision: Decision) -> None: ...
+
 
 class Gate(Protocol):
     """A shared switch that stops submissions: the credits gate (closed after a 402, until the health check

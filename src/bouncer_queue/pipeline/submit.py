@@ -144,6 +144,10 @@ async def _take_turn(
     # can fail without reaching Bouncer sits between it and the call.
     digest = secret.digest if secret is not None else None
     claim = await ctx.repo.try_claim_submission(batch.id, ctx.policy.max_in_flight, digest)
+    if claim != ClaimResult.CLAIMED:
+        # No call goes, so the token goes back: several woken jobs can pass the slot count above together, and
+        # every one but the claimant would otherwise spend a create from the budget for a whole window.
+        await ctx.limiter.refund(decision)
     if claim == ClaimResult.FULL:
         raise _wait_for_slot(ctx, ticket)
     if claim == ClaimResult.NOT_PENDING:

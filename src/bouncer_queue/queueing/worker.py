@@ -131,7 +131,13 @@ def bullmq_processor(
                 await waiters.park(job, prefix, queue, defer.slot_ticket)
             logger.info(
                 "job deferred",
-                extra={"action": "job_deferred", "queue": queue, "job_id": ctx.job_id, "reason": defer.reason},
+                extra={
+                    "action": "job_deferred",
+                    "queue": queue,
+                    "job_id": ctx.job_id,
+                    "reason": defer.reason,
+                    "delay_ms": defer.delay_ms,
+                },
             )
             raise DelayedError() from None
         except PermanentFailure as failure:

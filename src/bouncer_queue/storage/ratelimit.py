@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Table, delete, false, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from bouncer_queue.config import Settings
 from bouncer_queue.errors import ConfigError
@@ -150,16 +151,22 @@ class RateLimiter:
         token = decision.token
         if token is None:
             return
-        t = self._table
-        worker = t.c.worker.is_(None) if self._worker is None else t.c.worker == self._worker
-        query = (
-            update(t)
-            .where(t.c.budget.in_(token.budgets), t.c.endpoint == token.endpoint, t.c.requested_at == token.at)
-            .where(worker)
-            .values(requested_at=max(self._clock(), token.at))
-        )
+        query = update(self._table).where(*self._rows_of(token)).values(requested_at=max(self._clock(), token.at))
         async with self._db.guard("record a call's answer in the rate-limit log"), self._db.write() as conn:
             await conn.execute(query)
+
+    async def refund(self, decision: Decision) -> None:
+        """The call granted by `decision` will not be made: give its slots back.
+
+        A create job that took its token and then found every batch slot taken by another process's claim makes
+        no call; left counted, its rows would hold a slot of the budget a whole window for nothing (in a burst of
+        woken create jobs, a third of the creates' budget was spent that way). Removing the row of a call that
+        was never sent can never let a window hold more calls than Bouncer allows, so it needs no lock."""
+        token = decision.token
+        if token is None:
+            return
+        async with self._db.guard("give back an unused rate-limit slot"), self._db.write() as conn:
+            await conn.execute(delete(self._table).where(*self._rows_of(token)))
 
     async def peek(self, budgets: Sequence[str]) -> Decision:
         """Whether `acquire` would go now, taking nothing and no lock: a hint (another process may take the slot
@@ -189,6 +196,13 @@ class RateLimiter:
             return result.rowcount
 
     # Internals
+
+    def _rows_of(self, token: Token) -> tuple[ColumnElement[bool], ...]:
+        """The log rows `token`'s grant wrote: one per budget, told apart from every other by endpoint, time and
+        worker (this process takes its tokens one lock at a time, so no two of its grants share a time)."""
+        t = self._table
+        worker = t.c.worker.is_(None) if self._worker is None else t.c.worker == self._worker
+        return t.c.budget.in_(token.budgets), t.c.endpoint == token.endpoint, t.c.requested_at == token.at, worker
 
     def _checked(self, budgets: Sequence[str]) -> list[str]:
         names = sorted(set(budgets))

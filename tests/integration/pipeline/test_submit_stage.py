@@ -39,6 +39,9 @@ class NoTokens:
     async def answered(self, decision: Decision) -> None:
         return None
 
+    async def refund(self, decision: Decision) -> None:
+        return None
+
 
 async def test_a_created_batch_is_recorded_and_watched(world: Callable[[Responder], StageContext]) -> None:
     ctx = world(answer(200, BATCH_OK))
@@ -155,6 +158,30 @@ async def test_full_slots_defer_without_spending_a_rate_limit_token(world: Calla
     assert (await ctx.limiter.usage())["create"][0] == used_before  # type: ignore[attr-defined]
     assert await state(ctx, ids[2]) == BatchState.PENDING
     assert deferred.value.slot_ticket == 0  # parked until a completing batch wakes it
+
+
+async def test_a_slot_taken_by_another_claim_after_the_count_gives_the_token_back(
+    world: Callable[[Responder], StageContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Woken create jobs pass the slot count together and take their tokens; only one wins the claim. A loser makes
+    # no call, so its create must not stay counted in the budget for a whole window.
+    created = iter(range(10))
+    ctx = world(lambda request: httpx.Response(200, json=BATCH_OK | {"batchId": f"{next(created):024x}"}))
+    ids = [await new_batch(ctx, f"r{n}") for n in range(3)]
+    await create_batch(ctx, {"batch_id": ids[0]})
+    claim = ctx.repo.try_claim_submission
+
+    async def another_process_claims_first(batch_id: int, max_in_flight: int, digest: str | None = None) -> Any:
+        await claim(ids[1], max_in_flight)  # the last free slot goes to another job between count and claim
+        return await claim(batch_id, max_in_flight, digest)
+
+    monkeypatch.setattr(ctx.repo, "try_claim_submission", another_process_claims_first)
+    with pytest.raises(Defer, match="slots"):
+        await create_batch(ctx, {"batch_id": ids[2]})
+    assert len(ctx.calls) == 1  # type: ignore[attr-defined]
+    assert await state(ctx, ids[2]) == BatchState.PENDING
+    # One create was sent, so one stays counted (the other claimant's own call would take its token).
+    assert await ctx.limiter.usage() == {"batch": (1, 100), "create": (1, 100)}  # type: ignore[attr-defined]
 
 
 async def test_waiting_for_a_rate_limit_token_reads_no_addresses(

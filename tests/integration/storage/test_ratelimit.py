@@ -159,6 +159,20 @@ async def test_a_call_counts_from_its_answer_so_no_window_of_bouncers_holds_more
     await limiter.answered(Decision(allowed=False, wait_ms=5))  # a refusal wrote nothing: nothing to move
 
 
+async def test_a_refunded_grant_gives_its_slots_back_and_only_its_own(engine: AsyncEngine, clock: FakeClock):
+    budgets = {"batch": Budget(2, 60), "create": Budget(1, 60)}
+    ours = RateLimiter(engine, budgets, clock=clock, worker="host-1:1")
+    theirs = RateLimiter(engine, budgets, clock=clock, worker="host-2:2")
+    assert await theirs.acquire(["batch"], "create") == GO  # the same time and endpoint, another process
+    decision = await ours.acquire(["batch", "create"], "create")
+    assert not (await ours.acquire(["batch", "create"], "create")).allowed
+
+    await ours.refund(decision)  # the call was never sent
+    assert await _log(engine) == [("batch", "create", T0, "host-2:2")]
+    assert await ours.acquire(["batch", "create"], "create") == GO
+    await ours.refund(Decision(allowed=False, wait_ms=5))  # a refusal wrote nothing: nothing to give back
+
+
 async def test_peek_tells_what_acquire_would_answer_and_takes_nothing(engine: AsyncEngine, clock: FakeClock):
     limiter = RateLimiter(engine, {"batch": Budget(1, 60), "create": Budget(1, 30)}, clock=clock)
 
