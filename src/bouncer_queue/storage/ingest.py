@@ -382,13 +382,13 @@ async def _ingest_chunk(
     invalid = any(map(_invalid, chunk))
     sent = [r for r in chunk if not r.invalid] if invalid else chunk
     batch_id = await _new_batch(conn, request, len(sent), len(set(keys)), now) if sent else None
-    rows = _queue_rows(request, chunk, batch_id, now, invalid)
+    rows = _queue_rows(request, chunk, batch_id, bulk.time_value(conn, now), invalid)
     await bulk.insert_rows(conn, QueueModel.__tablename__, _QUEUE_COLUMNS, rows)
     return batch_id
 
 
 def _queue_rows(
-    request: RequestInfo, chunk: Sequence[EmailRow], batch_id: int | None, now: datetime, invalid: bool
+    request: RequestInfo, chunk: Sequence[EmailRow], batch_id: int | None, now: Any, invalid: bool
 ) -> list[bulk.Row]:
     """The chunk's Bouncer_Queue rows in _QUEUE_COLUMNS order, put together by zip: a million rows make no
     Python call each. A row the syntax pre-filter answered is `invalid`, in no batch; the others are placed."""
@@ -447,7 +447,7 @@ async def _store_skipped(conn: AsyncConnection, request: RequestInfo, rows: Sequ
     """Rows without an address: stored `skipped`, in no batch, with the reason in `name` (nothing is sent for
     them, so the column is free), so the export gives every input row back. Inserted after their chunk's
     addresses: the export orders by row number, not by insertion."""
-    now = utcnow()
+    now = bulk.time_value(conn, utcnow())
     head = (request.request_id, request.user_id)
     skipped = EmailState.SKIPPED.value
     values = [

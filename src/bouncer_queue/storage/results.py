@@ -69,7 +69,7 @@ class ResultQueries(Queries):
             request_id = await conn.scalar(batch)
             if request_id is None:
                 raise LookupError(f"no batch {batch_id}")
-            rows = _result_rows(request_id, batch_id, results, now)
+            rows = _result_rows(request_id, batch_id, results, bulk.time_value(conn, now))
             await bulk.upsert_rows(conn, ResultModel.__tablename__, _RESULT_COLUMNS, _RESULT_KEY, rows)
             if conn.dialect.name == "postgresql":
                 # JIT compilation costs more than it saves on this one-pass update of up to BATCH_SIZE rows.
@@ -117,7 +117,7 @@ def _settle_emails(batch_id: int, now: datetime) -> Any:
     return update(QueueModel).where(QueueModel.id == found.c.id).values(status=state, updated_at=now)
 
 
-def _result_rows(request_id: str, batch_id: int, results: Sequence[ResultRow], now: datetime) -> list[bulk.Row]:
+def _result_rows(request_id: str, batch_id: int, results: Sequence[ResultRow], now: Any) -> list[bulk.Row]:
     """The Bouncer_Results rows in _RESULT_COLUMNS order, put together by C calls (no Python call a row): the email
     trimmed and lower-cased, the verdict as a slice of the ResultRow, Bouncer's text as `raw` (or the object
     encoded)."""

@@ -9,12 +9,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from bouncer_queue.domain import BatchState, Priority, RequestState
 from bouncer_queue.errors import StorageError
 from bouncer_queue.storage.ingest import IngestStopped
 from bouncer_queue.storage.records import EmailRow, HealthMetric, RequestInfo, ResultRow
+from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.repository import ClaimResult, Repository
+from bouncer_queue.storage.tables import BatchModel, QueueModel, ResultModel
 
 REQUEST = RequestInfo(request_id="req-1", user_id="user-1", priority=Priority.HIGH, delay_ms=250)
 
@@ -434,3 +437,26 @@ async def test_a_resumed_list_still_sends_a_repeat_of_a_row_stored_before_the_br
     assert [[e.email for e in await repo.batch_emails(b)] for b in rest] == [["c@x.com"]]
     exported = [(row.email, row.state, row.status) async for row in repo.iter_export("req-1")]
     assert exported[2] == ("B@X.com", "completed", "deliverable")  # settled from the stored result at once
+
+
+async def test_times_written_in_bulk_read_back_and_compare_as_the_orm_s_do(repo: Repository, storage_url: str) -> None:
+    # Ingest and results write their times through the engine's bulk path (on SQLite as text made once a chunk):
+    # they must read back as the ORM's do, and equal in SQL the time the ORM wrote in the same transaction.
+    before = datetime.now(UTC)
+    [batch_id] = await ingest(repo, count=3, size=5)
+    await repo.store_results(batch_id, [result("user0@example.com")])
+    engine = make_engine(storage_url)
+    try:
+        async with engine.connect() as conn:
+            queue = (await conn.execute(select(QueueModel.created_at, QueueModel.updated_at))).all()
+            [verified_at] = (await conn.execute(select(ResultModel.verified_at))).scalars().all()
+            same_as_batch = select(func.count()).where(
+                QueueModel.batch_id == BatchModel.id, QueueModel.created_at == BatchModel.created_at
+            )
+            assert await conn.scalar(same_as_batch) == 3
+            [downloaded_at] = (await conn.execute(select(BatchModel.downloaded_at))).scalars().all()
+    finally:
+        await engine.dispose()
+    times = [t for row in queue for t in row]
+    assert all(t.tzinfo is not None and before - timedelta(seconds=1) <= t <= datetime.now(UTC) for t in times)
+    assert verified_at == downloaded_at  # one `now` for the results and their batch
