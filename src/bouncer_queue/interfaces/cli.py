@@ -5,7 +5,6 @@ Every option has an environment twin (shown in --help). Commands turn `VerifierE
 
 from __future__ import annotations
 
-import gc
 from typing import Annotated
 
 import typer
@@ -13,6 +12,7 @@ import typer
 from bouncer_queue import __version__
 from bouncer_queue.interfaces import cli_credits, cli_jobs, cli_ops, cli_serve
 from bouncer_queue.interfaces.common import STATE
+from bouncer_queue.ops import collector
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -23,8 +23,6 @@ app = typer.Typer(
 )
 
 _SIM = "BOUNCER_SIMULATOR_"
-#: New container objects between two collections of the youngest generation (Python's default: 700).
-_YOUNG_GENERATION_THRESHOLD = 10_000
 
 
 def _version(value: bool) -> None:
@@ -166,11 +164,5 @@ def simulator(
 
 def main() -> None:
     """Entry point of the `bouncer-queue` script."""
-    # What the imports built lives as long as the process: frozen, it is left out of every full collection.
-    # A million-row submit triggers dozens of those, and walking the imported objects each time cost ~2 s.
-    gc.freeze()
-    # The young generation is collected every 700 new container objects by default: storing a list or a download
-    # builds tens of thousands of rows (tuples, dicts) that outlive a few such passes each, and collecting them
-    # took some 5 % of a submit's CPU (1,650 passes for 300,000 rows). Fewer, larger passes reclaim the same.
-    gc.set_threshold(_YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+    collector.tune_for_bulk_rows()
     app()

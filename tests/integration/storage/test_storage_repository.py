@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 
 from bouncer_queue.domain import BatchState, Priority, RequestState
 from bouncer_queue.errors import StorageError
+from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.ingest import IngestStopped
 from bouncer_queue.storage.records import EmailRow, HealthMetric, RequestInfo, ResultRow
-from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.repository import ClaimResult, Repository
 from bouncer_queue.storage.tables import BatchModel, QueueModel, ResultModel
 
