@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from bouncer_queue.interfaces.cli import main
+from bouncer_queue.interfaces.entry import main
 
 main()

@@ -31,3 +31,15 @@ def test_the_cli_entry_point_takes_them_before_any_command() -> None:
     ])  # fmt: skip
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert out[-2:] == [str(YOUNG_GENERATION_THRESHOLD), "True"]
+
+
+def test_the_script_imports_the_commands_without_a_full_collection_and_ends_with_the_collector_on() -> None:
+    probe = "\n".join([
+        "import gc, sys",
+        "from bouncer_queue.interfaces import entry",
+        "sys.argv = ['bq', '--version']",
+        "try:\n    entry.main()\nexcept SystemExit:\n    pass",
+        "print(gc.isenabled(), gc.get_stats()[2]['collections'], gc.get_freeze_count() > 10_000)",
+    ])  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-3:] == ["True", "0", "True"]
