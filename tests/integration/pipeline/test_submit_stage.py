@@ -18,7 +18,7 @@ from stage_support import BATCH_OK, Responder, answer, new_batch, state
 
 from bouncer_queue.bouncer import BouncerUnavailable, ServerError
 from bouncer_queue.domain import BatchState, Priority, RequestState
-from bouncer_queue.errors import StorageError
+from bouncer_queue.errors import DatabaseUnavailable, StorageError
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.cancel import cancel_request
 from bouncer_queue.pipeline.context import StageContext
@@ -182,6 +182,27 @@ async def test_a_slot_taken_by_another_claim_after_the_count_gives_the_token_bac
     assert await state(ctx, ids[2]) == BatchState.PENDING
     # One create was sent, so one stays counted (the other claimant's own call would take its token).
     assert await ctx.limiter.usage() == {"batch": (1, 100), "create": (1, 100)}  # type: ignore[attr-defined]
+
+
+async def test_a_database_that_stops_as_bouncer_answers_a_create_does_not_lose_the_batch(
+    world: Callable[[Responder], StageContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database went away between the create's answer and the rate-limit bookkeeping after it. Bouncer has
+    # the batch and charges it, so its id must still reach the ledger (a must_land write, which waits for the
+    # database), or the results are never fetched: a dead letter instead.
+    ctx = world(answer(200, BATCH_OK))
+    batch_id = await new_batch(ctx)
+
+    async def answered(decision: Decision) -> None:
+        raise DatabaseUnavailable("connection refused")
+
+    monkeypatch.setattr(ctx.limiter, "answered", answered)
+    await create_batch(ctx, {"batch_id": batch_id})
+
+    batch = await ctx.repo.get_batch(batch_id)
+    assert batch is not None and batch.status == BatchState.QUEUED and batch.bouncer_batch_id == "a" * 24
+    assert [j.name for j in ctx.enqueuer.jobs] == ["check-batch-status"]  # type: ignore[attr-defined]
+    assert len(ctx.calls) == 1  # type: ignore[attr-defined]
 
 
 async def test_waiting_for_a_rate_limit_token_reads_no_addresses(
