@@ -28,7 +28,8 @@ class Limiter(Protocol):
 
     async def peek(self, budgets: Sequence[str]) -> Decision: ...
 
-    async def answered(self, decision: Decision) -> None: ...
+    async def answered(self, decision: Decision) -> None:
+        """Best effort: never raises (it runs in the `finally` of a Bouncer call)."""
 
     async def refund(self, decision: Decision) -> None: ...
 

@@ -38,7 +38,6 @@ from bouncer_queue.bouncer import (
 )
 from bouncer_queue.bouncer.schemas import BatchBody, BatchInfo
 from bouncer_queue.domain import BatchState
-from bouncer_queue.errors import StorageError
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.callbacks import CallbackSecret, new_secret
 from bouncer_queue.pipeline.cancel import finish_at_bouncer, request_cancelled
@@ -202,20 +201,7 @@ async def _call(ctx: StageContext, body: BatchBody, callback_url: str | None, to
     try:
         return await ctx.bouncer.create_batch(body, callback_url=callback_url)
     finally:
-        await _answered(ctx, token)
-
-
-async def _answered(ctx: StageContext, token: Decision) -> None:
-    """Count the call from its answer on (storage/ratelimit.py), if the database lets us. Raised from `_call`'s
-    `finally`, its error would replace the create's answer, and with it the id of a batch Bouncer now charges
-    for (a database stopping at that moment left such a batch dead-lettered, its results never fetched). Left at
-    the token's time, the rows count this one call a little earlier than Bouncer does: a 429 at worst, deferred."""
-    try:
-        await ctx.limiter.answered(token)
-    except StorageError as exc:
-        log.warning(
-            "a create call's rate-limit rows keep their token's time: %s", exc, extra={"action": "answer_unrecorded"}
-        )
+        await ctx.limiter.answered(token)  # counted from its answer on; never raises (storage/ratelimit.py)
 
 
 def _answer_lost(ctx: StageContext, batch: BatchRecord, exc: BouncerUnavailable) -> NoReturn:

@@ -29,6 +29,7 @@ Moving a row later only ever makes a check stricter, so it needs no lock.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -40,9 +41,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from bouncer_queue.config import Settings
-from bouncer_queue.errors import ConfigError
+from bouncer_queue.errors import ConfigError, StorageError
 from bouncer_queue.storage.tables import Base
 from bouncer_queue.storage.transactions import Database
+
+log = logging.getLogger(__name__)
 
 #: Every batch-endpoint call: create, status, download, finish, delete.
 BATCH = "batch"
@@ -147,13 +150,23 @@ class RateLimiter:
             return Decision(allowed=True, token=Token(tuple(names), endpoint, now))
 
     async def answered(self, decision: Decision) -> None:
-        """The call granted by `decision` has its answer (or failed): count it from now on, not from its token."""
+        """The call granted by `decision` has its answer (or failed): count it from now on, not from its token
+        (best effort: see below)."""
         token = decision.token
         if token is None:
             return
         query = update(self._table).where(*self._rows_of(token)).values(requested_at=max(self._clock(), token.at))
-        async with self._db.guard("record a call's answer in the rate-limit log"), self._db.write() as conn:
-            await conn.execute(query)
+        # Never raises: callers await it in the `finally` of their Bouncer call, where an error would replace the
+        # call's answer (a database stopping right then lost a created batch's id, and the paid batch was
+        # dead-lettered). Left at the token's time, the rows count the call a little earlier than Bouncer does:
+        # a 429 at worst, which defers.
+        try:
+            async with self._db.guard("record a call's answer in the rate-limit log"), self._db.write() as conn:
+                await conn.execute(query)
+        except StorageError as exc:
+            log.warning(
+                "a call's rate-limit rows keep their token's time: %s", exc, extra={"action": "answer_unrecorded"}
+            )
 
     async def refund(self, decision: Decision) -> None:
         """The call granted by `decision` will not be made: give its slots back.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -18,15 +19,17 @@ from stage_support import BATCH_OK, Responder, answer, new_batch, state
 
 from bouncer_queue.bouncer import BouncerUnavailable, ServerError
 from bouncer_queue.domain import BatchState, Priority, RequestState
-from bouncer_queue.errors import DatabaseUnavailable, StorageError
+from bouncer_queue.errors import StorageError
 from bouncer_queue.pipeline import jobs
 from bouncer_queue.pipeline.cancel import cancel_request
 from bouncer_queue.pipeline.context import StageContext
 from bouncer_queue.pipeline.dispatch import Dispatcher
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
 from bouncer_queue.pipeline.submit import create_batch
+from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.ratelimit import Decision
 from bouncer_queue.storage.records import EmailRow, RequestInfo
+from bouncer_queue.storage.tables import Base
 
 
 class NoTokens:
@@ -184,19 +187,25 @@ async def test_a_slot_taken_by_another_claim_after_the_count_gives_the_token_bac
     assert await ctx.limiter.usage() == {"batch": (1, 100), "create": (1, 100)}  # type: ignore[attr-defined]
 
 
-async def test_a_database_that_stops_as_bouncer_answers_a_create_does_not_lose_the_batch(
-    world: Callable[[Responder], StageContext], monkeypatch: pytest.MonkeyPatch
+async def test_a_database_that_fails_as_bouncer_answers_a_create_does_not_lose_the_batch(
+    world: Callable[[Responder], StageContext], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # The database went away between the create's answer and the rate-limit bookkeeping after it. Bouncer has
-    # the batch and charges it, so its id must still reach the ledger (a must_land write, which waits for the
-    # database), or the results are never fetched: a dead letter instead.
+    # The rate-limit bookkeeping right after the create's answer fails in the database. Bouncer has the batch and
+    # charges it, so its id must still reach the ledger, or the results are never fetched: a dead letter instead.
     ctx = world(answer(200, BATCH_OK))
     batch_id = await new_batch(ctx)
+    answered = ctx.limiter.answered
 
-    async def answered(decision: Decision) -> None:
-        raise DatabaseUnavailable("connection refused")
+    async def answered_without_its_table(decision: Decision) -> None:
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}")  # the world's ledger
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.tables["Bouncer_Rate_Limit"].drop)
+        finally:
+            await engine.dispose()
+        await answered(decision)  # the real limiter, on a database that now fails its write
 
-    monkeypatch.setattr(ctx.limiter, "answered", answered)
+    monkeypatch.setattr(ctx.limiter, "answered", answered_without_its_table)
     await create_batch(ctx, {"batch_id": batch_id})
 
     batch = await ctx.repo.get_batch(batch_id)

@@ -241,6 +241,22 @@ async def test_database_errors_become_storage_error(engine: AsyncEngine, clock: 
             await conn.run_sync(TABLE.create)
 
 
+async def test_recording_an_answer_never_raises_it_leaves_the_rows_at_the_token_s_time(
+    engine: AsyncEngine, clock: FakeClock, caplog: pytest.LogCaptureFixture
+):
+    # Callers await `answered` in the `finally` of their Bouncer call: an error would replace the call's answer.
+    limiter = RateLimiter(engine, {"batch": Budget(1, 60)}, clock=clock)
+    decision = await limiter.acquire(["batch"], "create")
+    async with engine.begin() as conn:
+        await conn.run_sync(TABLE.drop)
+    try:
+        await limiter.answered(decision)
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(TABLE.create)
+    assert any("keep their token's time" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
 async def test_an_unreachable_database_is_a_storage_error_without_the_password():
     engine = make_engine("postgresql://bouncer:s3cret-pw@127.0.0.1:1/nowhere")
     try:
