@@ -22,13 +22,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from pathlib import Path
 from typing import Any, Literal, TextIO, get_args
 
+from bouncer_queue.storage.records import FLAG_COLUMNS as FLAG_COLUMNS  # the export's flag columns, re-exported
 from bouncer_queue.storage.records import ExportRow
 
 logger = logging.getLogger(__name__)
 
 ExportFormat = Literal["csv", "tsv", "json", "ndjson", "xlsx"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
-FLAG_COLUMNS = ("accept_all", "disposable", "free", "role", "disabled", "full_mailbox", "provider", "toxicity")
 RESULT_COLUMNS = ("status", "reason", "score", *FLAG_COLUMNS, "state", "source", "verified_at")
 _EMPTY: Mapping[str, Any] = {}
 # Rows read before the header is fixed, to learn the input columns when the caller does not name them.
@@ -138,9 +138,19 @@ def summarize(statuses: Iterable[str | None]) -> dict[str, int]:
     return dict(Counter(status or "unverified" for status in statuses).most_common())
 
 
+def row_flags(row: ExportRow) -> tuple[Any, ...]:
+    """The row's result flags in FLAG_COLUMNS order: as stored in their columns when every one is there (a
+    download's results: Bouncer's object is then never decoded), else `result_flags` of Bouncer's object."""
+    stored = row.flags
+    if stored is not None and None not in stored:
+        return stored
+    return tuple(result_flags(row.raw).values())
+
+
 def result_flags(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     """The main flags of a Bouncer result object, None where absent: each where Bouncer's object has it (under
-    `domain` or `account`), else under its flat snake_case spelling."""
+    `domain` or `account`; the provider at the top or under `dns`, as the download's columns take it), else
+    under its flat snake_case spelling."""
     if not raw:
         return dict.fromkeys(FLAG_COLUMNS)
     # Spelled out rather than walked from a table of paths: this runs once per exported row.
@@ -153,7 +163,7 @@ def result_flags(raw: Mapping[str, Any] | None) -> dict[str, Any]:
         "role": _first(account.get("role"), get, "role"),
         "disabled": _first(account.get("disabled"), get, "disabled"),
         "full_mailbox": _first(account.get("fullMailbox"), get, "full_mailbox"),
-        "provider": get("provider"),
+        "provider": _first(get("provider"), _object(get("dns")).get, "provider"),
         "toxicity": get("toxicity"),
     }
 
@@ -237,7 +247,7 @@ def _row_cells(columns: Sequence[str], dropped: set[str]) -> Callable[[ExportRow
         if not given.keys() <= known:
             dropped.update(key for key in given if key not in known)
         verified = row.verified_at.isoformat() if row.verified_at is not None else None
-        flags = result_flags(row.raw).values()  # in FLAG_COLUMNS order
+        flags = row_flags(row)
         ours = (row.status, row.reason, row.score, *flags, row.state, row.source, verified)
         return [*map(given.get, columns), *[(("yes" if v else "no") if type(v) is bool else v) for v in ours]]
 
@@ -272,7 +282,7 @@ def _json_object(row: ExportRow) -> dict[str, Any]:
         "status": row.status,
         "reason": row.reason,
         "score": row.score,
-        **result_flags(row.raw),
+        **dict(zip(FLAG_COLUMNS, row_flags(row), strict=True)),
         "state": row.state,
         "source": row.source,
         "verified_at": row.verified_at.isoformat() if row.verified_at is not None else None,

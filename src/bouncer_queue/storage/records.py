@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -211,6 +211,43 @@ class BatchProgress:
         return sum(n for state, n in self.batches_by_state.items() if state not in CLOSED_BATCH_STATES)
 
 
+#: The main flags of a result, in the order exports write them: Bouncer_Results keeps each in a column of its own.
+FLAG_COLUMNS = ("accept_all", "disposable", "free", "role", "disabled", "full_mailbox", "provider", "toxicity")
+
+
+class JsonText(Mapping[str, Any]):
+    """A JSON object kept as its text and decoded the first time it is read: an export of a million rows reads
+    Bouncer's whole object only for the rows whose flags are not all in their columns (or for a JSON export)."""
+
+    __slots__ = ("_text", "_value")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._value: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._value is None:
+            value = json.loads(self._text)
+            self._value = value if isinstance(value, dict) else {}
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"JsonText({self._text!r})"
+
+
 @dataclass(frozen=True)
 class ExportRow:
     """An input row joined with its result, for `results` exports."""
@@ -227,6 +264,8 @@ class ExportRow:
     #: Who answered: bouncer, cache or local (None while unanswered), and when the answer was made.
     source: str | None = None
     verified_at: datetime | None = None
+    #: The result's FLAG_COLUMNS as stored in their columns (None: not read with the row).
+    flags: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)

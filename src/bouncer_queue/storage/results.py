@@ -4,7 +4,8 @@
 a crash never leaves results without their states. `iter_export` streams a request's rows joined with their
 results from a server-side cursor, every input row in input order: a row stored `skipped` (no address) comes
 back with status `skipped` and its reason. Result emails are stored lower-cased and matched case-insensitively. A
-row in state `invalid` (the syntax pre-filter's) has no result row and exports its local answer.
+row in state `invalid` (the syntax pre-filter's) has no result row and exports its local answer. The export reads
+each result's flags from their columns and Bouncer's object as text (`JsonText`), decoded only if asked for.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from itertools import repeat
 from operator import add, attrgetter, countOf, itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Row, case, func, select, text, update
+from sqlalchemy import Row, Text, case, func, select, text, update
 
 from bouncer_queue.credits.prefilter import LOCAL_REASON, LOCAL_STATUS
 from bouncer_queue.domain import BatchState, EmailState
 from bouncer_queue.storage import bulk
 from bouncer_queue.storage.batches import batch_update, email_counts
-from bouncer_queue.storage.records import ExportRow, ResultRow, StoreTotals
+from bouncer_queue.storage.records import FLAG_COLUMNS, ExportRow, JsonText, ResultRow, StoreTotals
 from bouncer_queue.storage.tables import BatchModel, QueueModel, ResultModel, utcnow
 from bouncer_queue.storage.transactions import Queries, translated
 
@@ -148,10 +149,12 @@ def _export_query(request_id: str, statuses: Collection[str] | None) -> Any:
             ResultModel.status,
             ResultModel.reason,
             ResultModel.score,
-            ResultModel.raw,
+            # As text: the driver (or SQLAlchemy's JSON type) would decode every row's object otherwise.
+            ResultModel.raw.cast(Text).label("raw"),
             ResultModel.source,
             ResultModel.verified_at,
             QueueModel.updated_at,
+            *(getattr(ResultModel, flag) for flag in FLAG_COLUMNS),
         )
         .select_from(joined)
         .where(QueueModel.request_id == request_id)
@@ -170,14 +173,18 @@ def _export_query(request_id: str, statuses: Collection[str] | None) -> Any:
 
 def _export_row(row: Row[Any]) -> ExportRow:
     # Unpacked once: a Row's attributes are looked up by name on every access, and this runs once per row.
-    email, name, row_number, extra, state, status, reason, score, raw, source, verified_at, _ = cast(
+    email, name, row_number, extra, state, status, reason, score, raw, source, verified_at, _, *flags = cast(
         "tuple[Any, ...]", row
     )
     if state == SKIPPED:
         return _skipped_row(row)
     if state == _INVALID:
         return _local_row(row)
-    return ExportRow(email, name, row_number, extra, state, status, reason, score, raw, source, verified_at)
+    # JSON null (what an ORM write of None stores) reads as None, as SQLAlchemy's JSON type gives it.
+    stored = JsonText(raw) if raw is not None and raw != "null" else None
+    return ExportRow(
+        email, name, row_number, extra, state, status, reason, score, stored, source, verified_at, tuple(flags)
+    )
 
 
 def _local_row(row: Row[Any]) -> ExportRow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from bouncer_queue.bouncer.schemas import result_rows
 from bouncer_queue.domain import BatchState, Priority, RequestState
 from bouncer_queue.errors import StorageError
+from bouncer_queue.lists.export import result_flags, row_flags
 from bouncer_queue.storage.db import make_engine
 from bouncer_queue.storage.ingest import IngestStopped
 from bouncer_queue.storage.records import EmailRow, HealthMetric, RequestInfo, ResultRow
@@ -296,6 +299,39 @@ async def test_export_streams_rows_in_order_joined_with_results_and_filtered(rep
     good = [row.email async for row in repo.iter_export("req-1", statuses=["deliverable", "risky"])]
     assert good == ["User0@Example.com", "User2@Example.com"]
     assert [row async for row in repo.iter_export("req-1", statuses=[])] == []
+
+
+async def test_export_flags_come_from_their_columns_or_else_from_bouncers_object(repo: Repository) -> None:
+    [batch_id] = await ingest(repo, count=3, size=3)
+    downloaded = {
+        "email": "user0@example.com",
+        "status": "risky",
+        "reason": "low_deliverability",
+        "domain": {"name": "example.com", "acceptAll": "yes", "disposable": "no", "free": "no"},
+        "account": {"role": "yes", "disabled": "no", "fullMailbox": "no"},
+        "dns": {"type": "MX", "record": "mx.example.com", "provider": "acme-mail"},  # no top-level provider
+        "score": 40,
+        "toxic": "unknown",
+        "toxicity": 2,
+    }
+    flat = {"email": "user1@example.com", "accept_all": "no", "role": "no", "provider": "gmail", "toxicity": 0}
+    [from_download] = result_rows(json.dumps([downloaded]))
+    await repo.store_results(
+        batch_id,
+        [from_download, ResultRow(email="user1@example.com", status="deliverable", reason="accepted_email", raw=flat)],
+    )
+
+    first, second, third = [row async for row in repo.iter_export("req-1")]
+
+    # A download's flags are all in their columns; Bouncer's object agrees with them, and is the same object.
+    assert row_flags(first) == ("yes", "no", "no", "yes", "no", "no", "acme-mail", 2)
+    assert tuple(result_flags(first.raw).values()) == row_flags(first)
+    assert first.raw == downloaded
+    # Flags given only in the object (a ResultRow without its flag fields): read from it.
+    assert row_flags(second) == ("no", None, None, "no", None, None, "gmail", 0)
+    assert second.raw == flat
+    # No result: no flags, no object.
+    assert (row_flags(third), third.raw) == ((None,) * 8, None)
 
 
 async def test_extra_columns_come_back_exactly_as_ingested(repo: Repository) -> None:

@@ -23,7 +23,7 @@ from bouncer_queue.lists import (
     write_export,
 )
 from bouncer_queue.lists.export import iter_export
-from bouncer_queue.storage.records import ExportRow
+from bouncer_queue.storage.records import ExportRow, JsonText
 
 RAW: dict[str, Any] = {
     "email": "ann@example.com",
@@ -81,6 +81,33 @@ async def test_csv_columns_are_the_input_columns_then_the_verdict() -> None:
         "2026-11-30T01:02:03+00:00",
     ]
     assert table[2][:3] == ["B", "bob@example.com", "Rome"]
+
+
+STORED_FLAGS = ("yes", "no", "no", "no", "no", "no", "acme-mail", 3)  # as a download's columns hold them
+
+
+async def test_stored_flags_are_written_without_decoding_bouncers_object() -> None:
+    row = _row("a@example.com", raw=JsonText("{not json: never decoded"), flags=STORED_FLAGS)
+    out = io.StringIO()
+
+    await write_export(_stream([row]), out, "csv")
+
+    header, first = list(csv.reader(io.StringIO(out.getvalue())))
+    assert [first[header.index(flag)] for flag in FLAG_COLUMNS] == [*STORED_FLAGS[:7], "3"]
+
+
+async def test_a_flag_missing_from_the_columns_takes_the_flags_from_bouncers_object() -> None:
+    row = _row("b@example.com", raw=JsonText(json.dumps(RAW)), flags=(*STORED_FLAGS[:6], None, 3))
+    out = io.StringIO()
+
+    await write_export(_stream([row]), out, "ndjson")
+
+    line = json.loads(out.getvalue())
+    assert line["result"] == RAW  # a JSON export gives Bouncer's whole object
+    assert {flag: line[flag] for flag in FLAG_COLUMNS} == {
+        "accept_all": "no", "disposable": "no", "free": "yes", "role": "no", "disabled": "no",
+        "full_mailbox": "no", "provider": "google.com", "toxicity": 0,
+    }  # fmt: skip
 
 
 async def test_result_columns_are_renamed_where_the_input_has_the_name() -> None:

@@ -26,7 +26,7 @@ from bouncer_queue.interfaces.http.auth import COOKIE_NAME
 from bouncer_queue.interfaces.http.deps import ManagerDep
 from bouncer_queue.interfaces.http.routes.operations import queue_overview
 from bouncer_queue.interfaces.http.schemas import to_batch, to_dead_letter, to_detail
-from bouncer_queue.lists.export import result_flags
+from bouncer_queue.lists.export import FLAG_COLUMNS, row_flags
 from bouncer_queue.service import QueueManager, scrub
 from bouncer_queue.storage.records import ApiToken
 
@@ -131,7 +131,7 @@ async def _preview(manager: QueueManager, request_id: str) -> list[dict[str, Any
     export = manager.export(request_id)
     try:
         async for row in export:
-            flags = result_flags(row.raw)
+            flags = dict(zip(FLAG_COLUMNS, row_flags(row), strict=True))
             rows.append({"email": row.email, "name": row.name, "status": row.status, "reason": row.reason} | flags)
             if len(rows) >= PREVIEW_ROWS:
                 break
