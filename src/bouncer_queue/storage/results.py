@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
+from functools import partial
 from itertools import repeat
 from operator import add, attrgetter, countOf, itemgetter
 from typing import Any, cast
@@ -48,6 +49,7 @@ RESULT_FIELDS = (
     "toxicity",
 )
 _email, _raw_json = attrgetter("email"), attrgetter("raw_json")
+_new_export_row = partial(tuple.__new__, ExportRow)  # its fields in order, without NamedTuple's Python __new__
 #: ResultRow holds RESULT_FIELDS side by side (a test checks it), so one slice of it is the verdict columns.
 _VERDICT_START = ResultRow._fields.index(RESULT_FIELDS[0])
 _verdict = itemgetter(slice(_VERDICT_START, _VERDICT_START + len(RESULT_FIELDS)))
@@ -182,9 +184,10 @@ def _export_row(row: Row[Any]) -> ExportRow:
         return _local_row(row)
     # JSON null (what an ORM write of None stores) reads as None, as SQLAlchemy's JSON type gives it.
     stored = JsonText(raw) if raw is not None and raw != "null" else None
-    return ExportRow(
-        email, name, row_number, extra, state, status, reason, score, stored, source, verified_at, tuple(flags)
+    made: ExportRow = _new_export_row(
+        (email, name, row_number, extra, state, status, reason, score, stored, source, verified_at, tuple(flags))
     )
+    return made
 
 
 def _local_row(row: Row[Any]) -> ExportRow:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -272,8 +271,8 @@ async def test_store_results_is_idempotent(repo: Repository) -> None:
     assert first == second
     assert (first.stored, first.emails_completed, first.emails_missing) == (3, 3, 1)
     # The same rows and answers; only `verified_at` moves to the second download's time.
-    assert [replace(r, verified_at=None) for r in exported_once] == [
-        replace(r, verified_at=None) for r in exported_twice
+    assert [r._replace(verified_at=None) for r in exported_once] == [
+        r._replace(verified_at=None) for r in exported_twice
     ]
     assert len(exported_twice) == 4
 

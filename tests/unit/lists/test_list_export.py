@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator, Iterable
@@ -123,7 +122,7 @@ async def test_result_columns_are_renamed_where_the_input_has_the_name() -> None
 async def test_csv_unverified_rows_have_empty_verdict_cells() -> None:
     out = io.StringIO()
     row = _row("x@example.com", None, name=None, state="failed", status=None, reason=None, score=None, raw=None)
-    row = dataclasses.replace(row, source=None, verified_at=None)
+    row = row._replace(source=None, verified_at=None)
 
     await write_export(_stream([row]), out, "csv")
 
@@ -296,23 +295,27 @@ def test_result_flags_read_bouncers_object_then_the_flat_spelling() -> None:
 
 @pytest.mark.parametrize("fmt", ["csv", "ndjson", "json"])
 async def test_an_export_holds_a_bounded_number_of_rows_however_many_it_writes(fmt: str) -> None:
-    """Structural, not a memory threshold: every row handed over is watched through a weak reference, and
-    while the source makes row n, at most the header look-ahead's rows (plus the one being written) are alive."""
+    """Structural, not a memory threshold: every row handed over is watched through a weak reference to its input
+    row (a tuple has none of its own, and only the row holds it), and while the source makes row n, at most the
+    header look-ahead's rows (plus the one being written) are alive."""
     import weakref
 
     from bouncer_queue.lists.export import HEADER_LOOKAHEAD
 
-    handed: list[weakref.ref[ExportRow]] = []
+    class Watched(dict[str, str]):
+        """A dict that can be watched (a plain one takes no weak reference)."""
+
+    handed: list[weakref.ref[Watched]] = []
     most = 0
 
     async def source() -> AsyncIterator[ExportRow]:
         nonlocal most
         for n in range(3 * HEADER_LOOKAHEAD):
             most = max(most, sum(1 for ref in handed if ref() is not None))
-            row = _row(f"user{n}@example.com", {"email": f"user{n}@example.com", "city": "Paris"})
-            handed.append(weakref.ref(row))
-            yield row
-            del row
+            given = Watched(email=f"user{n}@example.com", city="Paris")
+            handed.append(weakref.ref(given))
+            yield _row(f"user{n}@example.com", given)
+            del given
 
     written = await write_export(source(), io.StringIO(), fmt)  # type: ignore[arg-type]
     assert written == 3 * HEADER_LOOKAHEAD
