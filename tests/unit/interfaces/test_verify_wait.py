@@ -116,3 +116,38 @@ def test_verify_takes_one_download_and_a_few_creates_at_a_time_unless_told(monke
     monkeypatch.setenv("EMAIL_VERIFICATION_CONCURRENCY", "12")
     told = verify_settings(Settings(_env_file=None))  # type: ignore[call-arg]
     assert (told.batch_download_concurrency, told.email_verification_concurrency) == (4, 12)
+
+
+class SlowReads(Manager):
+    """A database call that is under way when the wait ends (on SQLite: a query in its connection's thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(False)
+        self.reading = asyncio.Event()
+        self.ended = False
+
+    async def request_progress(self, request_id: str) -> RequestProgress:
+        self.reading.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(0.01)  # the call winds down (a rollback, a connection given back) before it ends
+            self.ended = True
+        raise AssertionError("unreachable")
+
+
+async def test_a_wait_that_ends_leaves_no_database_call_running() -> None:
+    # Left running, the call would end after verify's event loop closed: an exception in SQLite's connection
+    # thread, and a connection given back after its engine was disposed.
+    manager = SlowReads()
+
+    async def fail_while_reading() -> None:
+        await manager.reading.wait()
+        raise QueueBackendError("METRICS_PORT: 127.0.0.1:9100 is already in use")
+
+    running = workers(fail_while_reading())
+    with pytest.raises(QueueBackendError, match="already in use"):
+        await asyncio.wait_for(_until_done(manager, "r", running), 5)  # type: ignore[arg-type]
+
+    assert manager.ended
+    assert asyncio.all_tasks() == {asyncio.current_task()}
