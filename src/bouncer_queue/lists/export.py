@@ -286,7 +286,7 @@ def _json_object(row: ExportRow) -> dict[str, Any]:
         "state": row.state,
         "source": row.source,
         "verified_at": row.verified_at.isoformat() if row.verified_at is not None else None,
-        "result": dict(row.raw) if row.raw is not None else None,
+        "result": row.raw,  # decoded here, once
     }
     return given | {names[key]: value for key, value in values.items()}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -215,42 +215,10 @@ class BatchProgress:
 FLAG_COLUMNS = ("accept_all", "disposable", "free", "role", "disabled", "full_mailbox", "provider", "toxicity")
 
 
-class JsonText(Mapping[str, Any]):
-    """A JSON object kept as its text and decoded the first time it is read: an export of a million rows reads
-    Bouncer's whole object only for the rows whose flags are not all in their columns (or for a JSON export)."""
-
-    __slots__ = ("_text", "_value")
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._value: dict[str, Any] | None = None
-
-    @property
-    def text(self) -> str:
-        return self._text
-
-    def _decoded(self) -> dict[str, Any]:
-        if self._value is None:
-            value = json.loads(self._text)
-            self._value = value if isinstance(value, dict) else {}
-        return self._value
-
-    def __getitem__(self, key: str) -> Any:
-        return self._decoded()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._decoded())
-
-    def __len__(self) -> int:
-        return len(self._decoded())
-
-    def __repr__(self) -> str:
-        return f"JsonText({self._text!r})"
-
-
 class ExportRow(NamedTuple):
     """An input row joined with its result, for `results` exports. A NamedTuple, like EmailRow: an export builds
-    one a row, and a frozen dataclass's __init__ was a tenth of a CSV export's CPU."""
+    one a row, and a frozen dataclass's __init__ was a tenth of a CSV export's CPU. Bouncer's object comes as its
+    stored text (`raw_json`), decoded by `raw` when asked for: an export takes the flags from their columns."""
 
     email: str
     name: str | None
@@ -260,12 +228,21 @@ class ExportRow(NamedTuple):
     status: str | None
     reason: str | None
     score: int | None
-    raw: Mapping[str, Any] | None
+    #: Bouncer's whole result object, as the JSON text stored (None: no result, or not from Bouncer).
+    raw_json: str | None
     #: Who answered: bouncer, cache or local (None while unanswered), and when the answer was made.
     source: str | None = None
     verified_at: datetime | None = None
     #: The result's FLAG_COLUMNS as stored in their columns (None: not read with the row).
     flags: tuple[Any, ...] | None = None
+
+    @property
+    def raw(self) -> dict[str, Any] | None:
+        """Bouncer's whole result object, decoded from `raw_json` at each access."""
+        if self.raw_json is None:
+            return None
+        value = json.loads(self.raw_json)
+        return value if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ a crash never leaves results without their states. `iter_export` streams a reque
 results from a server-side cursor, every input row in input order: a row stored `skipped` (no address) comes
 back with status `skipped` and its reason. Result emails are stored lower-cased and matched case-insensitively. A
 row in state `invalid` (the syntax pre-filter's) has no result row and exports its local answer. The export reads
-each result's flags from their columns and Bouncer's object as text (`JsonText`), decoded only if asked for.
+each result's flags from their columns and Bouncer's object as text (`ExportRow.raw_json`), decoded only if asked for.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bouncer_queue.credits.prefilter import LOCAL_REASON, LOCAL_STATUS
 from bouncer_queue.domain import BatchState, EmailState
 from bouncer_queue.storage import bulk
 from bouncer_queue.storage.batches import batch_update, email_counts
-from bouncer_queue.storage.records import FLAG_COLUMNS, ExportRow, JsonText, ResultRow, StoreTotals
+from bouncer_queue.storage.records import FLAG_COLUMNS, ExportRow, ResultRow, StoreTotals
 from bouncer_queue.storage.tables import BatchModel, QueueModel, ResultModel, utcnow
 from bouncer_queue.storage.transactions import Queries, translated
 
@@ -183,7 +183,7 @@ def _export_row(row: Row[Any]) -> ExportRow:
     if state == _INVALID:
         return _local_row(row)
     # JSON null (what an ORM write of None stores) reads as None, as SQLAlchemy's JSON type gives it.
-    stored = JsonText(raw) if raw is not None and raw != "null" else None
+    stored = raw if raw != "null" else None
     made: ExportRow = _new_export_row(
         (email, name, row_number, extra, state, status, reason, score, stored, source, verified_at, tuple(flags))
     )
@@ -201,7 +201,7 @@ def _local_row(row: Row[Any]) -> ExportRow:
         status=LOCAL_STATUS,
         reason=LOCAL_REASON,
         score=0,
-        raw=None,
+        raw_json=None,
         source="local",
         verified_at=row.updated_at,
     )
@@ -218,5 +218,5 @@ def _skipped_row(row: Row[Any]) -> ExportRow:
         status=SKIPPED,
         reason=row.name,
         score=None,
-        raw=None,
+        raw_json=None,
     )

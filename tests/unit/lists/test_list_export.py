@@ -22,7 +22,7 @@ from bouncer_queue.lists import (
     write_export,
 )
 from bouncer_queue.lists.export import iter_export
-from bouncer_queue.storage.records import ExportRow, JsonText
+from bouncer_queue.storage.records import ExportRow
 
 RAW: dict[str, Any] = {
     "email": "ann@example.com",
@@ -46,7 +46,7 @@ def _row(email: str, extra: dict[str, str] | None = None, **overrides: Any) -> E
         "status": "deliverable",
         "reason": "accepted_email",
         "score": 100,
-        "raw": RAW,
+        "raw_json": json.dumps(RAW),
         "source": "bouncer",
         "verified_at": datetime(2026, 11, 30, 1, 2, 3, tzinfo=UTC),
     }
@@ -86,7 +86,7 @@ STORED_FLAGS = ("yes", "no", "no", "no", "no", "no", "acme-mail", 3)  # as a dow
 
 
 async def test_stored_flags_are_written_without_decoding_bouncers_object() -> None:
-    row = _row("a@example.com", raw=JsonText("{not json: never decoded"), flags=STORED_FLAGS)
+    row = _row("a@example.com", raw_json="{not json: never decoded", flags=STORED_FLAGS)
     out = io.StringIO()
 
     await write_export(_stream([row]), out, "csv")
@@ -96,7 +96,7 @@ async def test_stored_flags_are_written_without_decoding_bouncers_object() -> No
 
 
 async def test_a_flag_missing_from_the_columns_takes_the_flags_from_bouncers_object() -> None:
-    row = _row("b@example.com", raw=JsonText(json.dumps(RAW)), flags=(*STORED_FLAGS[:6], None, 3))
+    row = _row("b@example.com", raw_json=json.dumps(RAW), flags=(*STORED_FLAGS[:6], None, 3))
     out = io.StringIO()
 
     await write_export(_stream([row]), out, "ndjson")
@@ -121,7 +121,7 @@ async def test_result_columns_are_renamed_where_the_input_has_the_name() -> None
 
 async def test_csv_unverified_rows_have_empty_verdict_cells() -> None:
     out = io.StringIO()
-    row = _row("x@example.com", None, name=None, state="failed", status=None, reason=None, score=None, raw=None)
+    row = _row("x@example.com", None, name=None, state="failed", status=None, reason=None, score=None, raw_json=None)
     row = row._replace(source=None, verified_at=None)
 
     await write_export(_stream([row]), out, "csv")
@@ -132,7 +132,9 @@ async def test_csv_unverified_rows_have_empty_verdict_cells() -> None:
 
 async def test_skipped_rows_come_back_with_their_reason() -> None:
     out = io.StringIO()
-    skipped = _row("", {"email": "", "city": "Rome"}, state="skipped", status="skipped", reason="no email", raw=None)
+    skipped = _row(
+        "", {"email": "", "city": "Rome"}, state="skipped", status="skipped", reason="no email", raw_json=None
+    )
 
     await write_export(
         _stream([_row("a@example.com", {"email": "a@example.com", "city": "Oslo"}), skipped]), out, "tsv"
@@ -190,7 +192,10 @@ async def test_csv_round_trip_through_the_reader(tmp_path: Path) -> None:
 async def test_json_export_is_the_input_objects_with_the_result_keys() -> None:
     out = io.StringIO()
     given = {"Email": "Ann@example.com", "age": 3, "tags": ["x"], "n": None}
-    rows = [_row("ann@example.com", given), _row("=x@example.com", {"email": "=x@example.com"}, raw=None, status=None)]
+    rows = [
+        _row("ann@example.com", given),
+        _row("=x@example.com", {"email": "=x@example.com"}, raw_json=None, status=None),
+    ]
 
     assert await write_export(_stream(rows), out, "json") == 2
 
