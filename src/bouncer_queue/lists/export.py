@@ -138,13 +138,14 @@ def summarize(statuses: Iterable[str | None]) -> dict[str, int]:
     return dict(Counter(status or "unverified" for status in statuses).most_common())
 
 
-def row_flags(row: ExportRow) -> tuple[Any, ...]:
+def row_flags(row: ExportRow, raw: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
     """The row's result flags in FLAG_COLUMNS order: as stored in their columns when every one is there (a
-    download's results: Bouncer's object is then never decoded), else `result_flags` of Bouncer's object."""
+    download's results: Bouncer's object is then never decoded), else `result_flags` of Bouncer's object (`raw`
+    when the caller has decoded it already: `row.raw` decodes it again)."""
     stored = row.flags
     if stored is not None and None not in stored:
         return stored
-    return tuple(result_flags(row.raw).values())
+    return tuple(result_flags(raw if raw is not None else row.raw).values())
 
 
 def result_flags(raw: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -278,15 +279,16 @@ def _xlsx(value: object) -> object:
 def _json_object(row: ExportRow) -> dict[str, Any]:
     given = dict(input_row(row))
     names = result_names(given, (*RESULT_COLUMNS, "result"))
+    raw = row.raw  # decoded once, for the result and, where the columns lack a flag, for the flags
     values = {
         "status": row.status,
         "reason": row.reason,
         "score": row.score,
-        **dict(zip(FLAG_COLUMNS, row_flags(row), strict=True)),
+        **dict(zip(FLAG_COLUMNS, row_flags(row, raw), strict=True)),
         "state": row.state,
         "source": row.source,
         "verified_at": row.verified_at.isoformat() if row.verified_at is not None else None,
-        "result": row.raw,  # decoded here, once
+        "result": raw,
     }
     return given | {names[key]: value for key, value in values.items()}
 

@@ -5,7 +5,8 @@ a crash never leaves results without their states. `iter_export` streams a reque
 results from a server-side cursor, every input row in input order: a row stored `skipped` (no address) comes
 back with status `skipped` and its reason. Result emails are stored lower-cased and matched case-insensitively. A
 row in state `invalid` (the syntax pre-filter's) has no result row and exports its local answer. The export reads
-each result's flags from their columns and Bouncer's object as text (`ExportRow.raw_json`), decoded only if asked for.
+each result's flags from their columns and Bouncer's object as text (`ExportRow.raw_json`), decoded only if asked
+for.
 """
 
 from __future__ import annotations
