@@ -19,18 +19,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, case, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy import String, case, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bouncer_queue.domain import BatchState, EmailState, RequestState
 from bouncer_queue.errors import CreditsRefused
+from bouncer_queue.storage.locks import NamedLock, take
 from bouncer_queue.storage.records import RequestInfo
 from bouncer_queue.storage.results import RESULT_FIELDS
 from bouncer_queue.storage.tables import BatchModel, QueueModel, RequestModel, ResultModel, utcnow
 from bouncer_queue.storage.transactions import Queries, translated
 
-#: Any bigint names the reservation lock (pg_advisory_xact_lock); distinct from the claim lock's key.
-RESERVE_LOCK_KEY = 0x6372656469747321
+#: The reservation lock (locks.py): a chunk's credit check and its commit run under it, whatever the engine. Its
+#: key is any bigint distinct from the other locks'.
+RESERVE_LOCK = NamedLock("bouncer_queue.reserve_credits", 0x6372656469747321)
 CACHE_SOURCE = "cache"
 _HELD_STATES = (BatchState.PENDING.value, BatchState.FAILED.value)
 _AT_BOUNCER = tuple(
@@ -178,11 +180,10 @@ async def recount_batch(conn: AsyncConnection, batch_id: int) -> bool:
 
 async def reserved_by_others(conn: AsyncConnection, request_id: str, checked_at: datetime) -> int:
     """Credits other requests hold: their batches not yet at Bouncer, and those sent since `checked_at` (which the
-    balance read then did not yet show). Taken under the reservation lock, held until commit, so the next
-    request's check sees this one."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": RESERVE_LOCK_KEY})
-    # SQLite: the ingest transaction already holds the single write lock (BEGIN IMMEDIATE).
+    balance read then did not yet show). Read under the reservation lock, held until the commit, so the next
+    request's check sees this one: `conn` is a transaction of `Database.write(RESERVE_LOCK)`, which holds it on
+    MariaDB, and it is taken here on PostgreSQL."""
+    await take(conn, RESERVE_LOCK)
     held = or_(BatchModel.status.in_(_HELD_STATES), BatchModel.submitted_at >= checked_at)
     query = select(func.coalesce(func.sum(BatchModel.billable), 0)).where(BatchModel.request_id != request_id, held)
     return int(await conn.scalar(query) or 0)

@@ -43,7 +43,7 @@ from bouncer_queue.domain import BatchState, EmailState, Priority, RequestState
 from bouncer_queue.errors import InputError
 from bouncer_queue.storage import bulk
 from bouncer_queue.storage.batches import email_counts
-from bouncer_queue.storage.credits import record_billable, settle_billable, spent_and_reserved
+from bouncer_queue.storage.credits import RESERVE_LOCK, record_billable, settle_billable, spent_and_reserved
 from bouncer_queue.storage.read_ahead import in_turn, read_ahead
 from bouncer_queue.storage.records import EmailRow, RequestInfo, RequestProgress, RequestRecord
 from bouncer_queue.storage.repeats import KeyHashes, join_first_occurrences
@@ -207,7 +207,7 @@ class RequestQueries(Queries):
         request = run.request
         chunk, skipped = _split_skipped(rows)
         repeats = run.keys.seen(keys) if run.emails else {}
-        async with self._db.write() as conn:
+        async with self._db.write(RESERVE_LOCK if request.credit_check is not None else None) as conn:
             await _lock_ingesting(conn, request.request_id, run.emails)
             batch_id = await _ingest_chunk(conn, request, chunk, keys) if chunk else None
             if skipped:

@@ -42,6 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from bouncer_queue.config import Settings
 from bouncer_queue.errors import ConfigError, StorageError
+from bouncer_queue.storage.locks import NamedLock, is_mysql, session_locks, take
 from bouncer_queue.storage.tables import Base
 from bouncer_queue.storage.transactions import Database
 
@@ -259,41 +260,21 @@ class RateLimiter:
     async def _locked(self, names: Sequence[str]) -> AsyncIterator[AsyncConnection]:
         """A transaction holding the lock of every budget in `names` (sorted); committed on a clean exit."""
         dialect = self._engine.dialect.name
+        locks = [NamedLock(_lock_name(name), _lock_key(name)) for name in names]
         async with self._engine.connect() as conn:
             if dialect != "sqlite":
                 conn = await conn.execution_options(isolation_level="READ COMMITTED")
-            if dialect in {"mysql", "mariadb"}:
-                async with _mysql_locks(conn, names), conn.begin():
+            if is_mysql(conn):
+                async with session_locks(conn, locks, MYSQL_LOCK_TIMEOUT_SECONDS), conn.begin():
                     yield conn
                 return
             async with conn.begin():
-                if dialect == "postgresql":
-                    for name in names:
-                        await conn.execute(select(func.pg_advisory_xact_lock(_lock_key(name))))
-                else:
+                if dialect == "sqlite":
                     # A write first: it takes the SQLite write lock even if the engine began DEFERRED.
                     await conn.execute(update(self._table).where(false()).values(budget=self._table.c.budget))
+                for lock in locks:
+                    await take(conn, lock)
                 yield conn
-
-
-@asynccontextmanager
-async def _mysql_locks(conn: AsyncConnection, names: Sequence[str]) -> AsyncIterator[None]:
-    # GET_LOCK belongs to the session, not the transaction: it must outlive the commit of the block, and be
-    # released even when the block fails, or the next process would wait out MYSQL_LOCK_TIMEOUT_SECONDS.
-    taken: list[str] = []
-    try:
-        for name in names:
-            lock = _lock_name(name)
-            got = await conn.scalar(select(func.get_lock(lock, MYSQL_LOCK_TIMEOUT_SECONDS)))
-            await conn.commit()
-            if got != 1:
-                raise TimeoutError(f"timed out waiting for the rate-limit lock of budget {name!r}")
-            taken.append(lock)
-        yield
-    finally:
-        for lock in taken:
-            await conn.scalar(select(func.release_lock(lock)))
-        await conn.commit()
 
 
 def _lock_key(budget: str) -> int:

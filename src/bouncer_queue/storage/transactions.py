@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bouncer_queue.storage.boundary import DRIVER_ERRORS, is_conflict, is_unreachable, translate_errors
 from bouncer_queue.storage.db import READ_ONLY_OPTION, mask_url
+from bouncer_queue.storage.locks import NamedLock, is_mysql, session_locks
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,22 @@ class Database:
         """Errors raised inside become StorageError naming `operation` and the masked URL."""
         return translate_errors(self._masked_url, operation, self._password)
 
-    def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A write transaction, committed on a clean exit."""
-        return self.engine.begin()
+    @asynccontextmanager
+    async def write(self, lock: NamedLock | None = None) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed on a clean exit. With `lock`, MariaDB holds it from before the
+        transaction begins until after it ends; the code inside calls `locks.take(conn, lock)` where its check
+        begins, which takes it there on PostgreSQL (locks.py)."""
+        if lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self.engine.connect() as conn:
+            if is_mysql(conn):
+                async with session_locks(conn, [lock]), conn.begin():
+                    yield conn
+                return
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

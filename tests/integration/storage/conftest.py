@@ -93,4 +93,7 @@ def repo(repo_factory: Callable[[], Repository]) -> Repository:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "empty_database" in metafunc.fixturenames:
-        metafunc.parametrize("empty_database", ENGINES, indirect=True)
+        engines = ENGINES
+        if metafunc.definition.get_closest_marker("server_engines"):
+            engines = [engine for engine in ENGINES if engine.id != "sqlite"]
+        metafunc.parametrize("empty_database", engines, indirect=True)

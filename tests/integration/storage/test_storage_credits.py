@@ -3,15 +3,24 @@ from earlier requests within the cache period, batch recounts, reservations and 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import insert, text
 
 from bouncer_queue.domain import BatchState, Priority
 from bouncer_queue.errors import CreditsRefused
+from bouncer_queue.storage.credits import RESERVE_LOCK
+from bouncer_queue.storage.db import make_engine
+from bouncer_queue.storage.locks import NamedLock, take
 from bouncer_queue.storage.records import EmailRow, RequestInfo, ResultRow
 from bouncer_queue.storage.repository import ClaimResult, Repository
+from bouncer_queue.storage.tables import BatchModel, RequestModel
+from bouncer_queue.storage.transactions import Database
 
 LONG = "l" * 300 + "@example.com"
 EARLIER = RequestInfo(request_id="earlier", user_id="u", priority=Priority.NORMAL)
@@ -141,3 +150,51 @@ async def test_a_refusal_mid_list_keeps_the_chunks_before_it_and_the_rest_resume
     assert len(rest) == 1
     stored = await repo.get_request("r")
     assert stored is not None and (stored.status, stored.total_emails, stored.billable) == ("active", 6, 5)
+
+
+@pytest.mark.server_engines
+async def test_a_credit_check_waits_for_a_reservation_under_way_and_counts_it(
+    repo: Repository, storage_url: str
+) -> None:
+    """Another request's chunk holds the reservation lock and has stored a batch of 25 billable addresses, not yet
+    committed. A request checked against a balance of 30 meanwhile must wait for that commit and then see the 25,
+    or two requests could both count on one balance (on MariaDB, where the lock was once missing, both passed)."""
+    holder = Database(make_engine(storage_url))
+    try:
+        async with holder.write(RESERVE_LOCK) as conn:
+            await take(conn, RESERVE_LOCK)
+            owner = {"request_id": "other", "user_id": "u", "priority": 3}
+            await conn.execute(insert(RequestModel).values(status="active", **owner))
+            await conn.execute(insert(BatchModel).values(status="pending", quantity=25, billable=25, **owner))
+            check = Check(datetime.now(UTC), 30)
+            emails = [f"m{n}@example.com" for n in range(10)]
+            mine = asyncio.create_task(repo.ingest_request(_request("mine", credit_check=check), [_rows(*emails)]))
+            await _until(lambda: _waits_for(holder, RESERVE_LOCK, mine))
+            assert not mine.done(), "the check ran while another request's reservation was under way"
+        with pytest.raises(CreditsRefused, match="10 > 30 - 25"):
+            await mine
+    finally:
+        await holder.engine.dispose()
+    assert await repo.get_request("mine") is None
+
+
+async def _waits_for(db: Database, lock: NamedLock, task: asyncio.Task[Any]) -> bool:
+    """Whether `task` has ended, or a session of the database waits for `lock`."""
+    if task.done():
+        return True
+    async with db.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            query = (
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            return bool(await conn.scalar(text(query)))
+        query = "SELECT count(*) FROM information_schema.PROCESSLIST WHERE STATE = 'User lock' AND INFO LIKE :name"
+        return bool(await conn.scalar(text(query), {"name": f"%{lock.name}%"}))
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], patience: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + patience
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "nothing happened"
+        await asyncio.sleep(0.05)
