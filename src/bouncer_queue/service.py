@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -25,7 +25,7 @@ from bouncer_queue.bouncer.client import ApiKeyProvider
 from bouncer_queue.config import Settings
 from bouncer_queue.credits.cache import cache_since
 from bouncer_queue.credits.estimate import Balance, Budgets, Estimate, count_rows, read_balance, stored_counts
-from bouncer_queue.credits.reservations import credits_report
+from bouncer_queue.credits.reservations import CreditLimit, credits_report
 from bouncer_queue.domain import Priority, RequestState
 from bouncer_queue.ops.health import HealthProbe, HealthReport, report_without_runtime
 from bouncer_queue.ops.heartbeat import WorkerInfo, live_workers
@@ -51,6 +51,10 @@ from bouncer_queue.storage.repository import RequestCredits
 from bouncer_queue.tracking import RequestStatus, status_of
 
 log = logging.getLogger(__name__)
+
+#: A recorded balance was read at most this long before its health check recorded it (the check's Bouncer call
+#: and database probes are bounded by their timeouts, well under a minute).
+RECORDED_BALANCE_MARGIN_SECONDS = 60.0
 
 
 class QueueManager:
@@ -215,9 +219,31 @@ class QueueManager:
         return Estimate.of(counts, balance, self._budgets())
 
     async def credit_balance(self) -> Balance:
-        """Bouncer's balance (one /credits call through the shared limiter) and what unsent requests hold."""
+        """Bouncer's balance (one /credits call through the shared limiter) and what unsent requests hold.
+
+        Bouncer answers 10 credit checks a minute, which health checks and every submission share. When no slot
+        comes in time, or Bouncer does not answer, the balance is the newest one a health check recorded, dated
+        RECORDED_BALANCE_MARGIN_SECONDS before it was recorded: every batch sent since that date counts as held,
+        so an older figure is never more generous than a fresh one (only a top-up since is missed). Unknown
+        (None) when no health check has recorded one."""
         checked_at = datetime.now(UTC)  # before the call: batches sent after it count as held
-        return Balance(checked_at, await self._balance(), await self._reserved())
+        at_bouncer = await self._balance()
+        if at_bouncer is None and (recorded := await self.runtime.repo.latest_credits()) is not None:
+            at_bouncer, recorded_at = recorded
+            checked_at = recorded_at - timedelta(seconds=RECORDED_BALANCE_MARGIN_SECONDS)
+        return Balance(checked_at, at_bouncer, await self._reserved())
+
+    async def credit_options(
+        self, *, max_credits: int | None = None, allow_partial: bool = False, use_cache: bool = True
+    ) -> tuple[CreditOptions, Balance]:
+        """How a submission may spend, for `add_emails_to_queue`: answers reused from RESULT_CACHE_DAYS (none
+        without `use_cache`), and a check, with each chunk stored, against `max_credits` and the balance read
+        now less what other requests hold; `allow_partial` lifts the refusal. Every interface submits with it
+        (the CLI, the HTTP API and its upload form). With the balance read, for an estimate."""
+        balance = await self.credit_balance()
+        limit = CreditLimit(balance.checked_at, balance.at_bouncer, max_credits, allow_partial)
+        cache_days = self.settings.result_cache_days if use_cache else 0
+        return CreditOptions(cache_days=cache_days, check=limit), balance
 
     def _budgets(self) -> Budgets:
         s = self.settings

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -34,6 +34,7 @@ from bouncer_queue.interfaces.cli_ops import _stats_json
 from bouncer_queue.pipeline.ingest import CreditOptions
 from bouncer_queue.pipeline.jobs import BATCH_DOWNLOAD
 from bouncer_queue.storage import migrate
+from bouncer_queue.storage.records import HealthMetric
 
 BALANCE = 30
 
@@ -103,6 +104,28 @@ async def _race(system: System) -> None:
 
         await eventually(all_sent, "every stored batch downloaded")
     assert BALANCE - server.state.credits_of(API_KEY) == committed
+
+
+async def test_with_no_credits_call_to_spare_the_check_counts_on_the_balance_a_health_check_recorded(
+    system: System,
+) -> None:
+    """Bouncer answers 10 credit checks a minute, which health checks and every submission share: when none is
+    left, a submission is checked against the newest recorded balance, dated a margin earlier (every batch sent
+    since counts as held), instead of going unchecked."""
+    server = await system.simulator(credits=BALANCE)
+    settings = system.settings(server.base_url, rate_limit_window_seconds=3_600, rate_limit_credits_max=2)
+    async with system.pipeline(settings, workers=False) as manager:
+        rt = manager.runtime
+        recorded_at = datetime.now(UTC)
+        await rt.repo.record_health_metric(HealthMetric("healthy", {}, recorded_at=recorded_at), {"credits_left": 12})
+        while (await rt.limiter.acquire(["credits"], "credits")).allowed:
+            pass  # the credits budget is spent for the hour
+        credits, balance = await manager.credit_options()
+        with pytest.raises(CreditsRefused, match="needs 20 credits but 12 are available"):
+            await manager.add_emails_to_queue(make_emails(20, "late"), "u1", credits=credits)
+    assert (balance.at_bouncer, balance.checked_at) == (12, recorded_at - timedelta(seconds=60))
+    assert [group for _, group in recorded(server).arrivals if group == "credits"] == []  # no call was made
+    assert await sql(system.database_url, 'SELECT request_id FROM "Bouncer_Requests"') == []
 
 
 async def test_a_request_over_the_balance_is_held_until_a_top_up_and_nothing_is_paid_twice(system: System) -> None:

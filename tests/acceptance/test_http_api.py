@@ -215,6 +215,27 @@ def test_a_too_large_upload_is_413_and_stores_nothing(http: HttpStack) -> None:
     assert http.sql('SELECT COUNT(*) FROM "Bouncer_Requests"')[0][0] == before
 
 
+def test_a_list_over_its_credits_is_402_and_stores_nothing_unless_a_partial_start_is_allowed(http: HttpStack) -> None:
+    """The HTTP API checks credits as the CLI does (the same QueueManager.credit_options): `max_credits` here, in
+    the JSON body or an upload's fields; `allow_partial` starts the list anyway. The balance's part of the check is
+    the CLI's (test_credit_reservations.py): this stack's balance is shared by every test of the session."""
+    before = http.sql('SELECT COUNT(*) FROM "Bouncer_Requests"')[0][0]
+    two = "email\ncap.3@example.com\ncap.4@example.com\n"
+    with http.client("submit") as api:
+        capped = api.post("/requests", json={"emails": ["cap.1@example.com", "cap.2@example.com"], "maxCredits": 1})
+        upload = api.post("/requests", data={"max_credits": "1"}, files={"file": ("cap.csv", two, "text/csv")})
+        unclear = api.post("/requests", data={"allow_partial": "maybe"}, files={"file": ("cap.csv", two, "text/csv")})
+        assert http.sql('SELECT COUNT(*) FROM "Bouncer_Requests"')[0][0] == before  # nothing refused was stored
+        options = {"max_credits": 1, "allow_partial": True}
+        allowed = api.post("/requests", json={"emails": ["cap.1@example.com", "cap.2@example.com"], **options})
+    assert capped.status_code == 402 and upload.status_code == 402, (capped.text, upload.text)
+    assert "needs 2 credits, more than --max-credits 1" in capped.json()["detail"]
+    assert "nothing was stored" in upload.json()["detail"]
+    assert unclear.status_code == 422 and "allow_partial" in unclear.json()["detail"]
+    assert allowed.status_code == 202, allowed.text
+    http.wait_done(allowed.json()["request_id"])
+
+
 def test_a_queue_is_paused_and_resumed_and_its_failed_jobs_retried_and_cleaned(http: HttpStack) -> None:
     def paused(api: httpx.Client) -> bool:
         return next(q["paused"] for q in api.get("/queues").json() if q["name"] == "batch-download")

@@ -19,7 +19,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bouncer_queue.credits.cache import CacheLookup, cached_among
@@ -30,6 +30,8 @@ from bouncer_queue.storage.records import EmailRow
 CALLS_PER_BATCH = 3
 #: How long the estimate waits for a slot in the credits budget before saying the balance is unknown.
 CREDITS_WAIT_LIMIT_SECONDS = 10.0
+#: A balance read longer ago than this is shown with its date (service.py falls back to a recorded one).
+_FRESH_BALANCE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,11 @@ class Estimate:
         """The summary printed by estimate, verify and submit."""
         c, balance = self.counts, self.balance
         available = "unknown" if balance.available is None else str(balance.available)
-        held = f" ({balance.at_bouncer} at Bouncer, {balance.reserved} reserved)"
+        # A balance read now is shown as it is; one a health check recorded earlier (when no credits call could
+        # be made) says how old it may be.
+        age = (datetime.now(UTC) - balance.checked_at).total_seconds()
+        when = f" as of {balance.checked_at:%Y-%m-%d %H:%M} UTC" if age > _FRESH_BALANCE_SECONDS else ""
+        held = f" ({balance.at_bouncer} at Bouncer{when}, {balance.reserved} reserved)"
         return [
             f"rows: {c.rows} (blank rows: {c.blank_rows})",
             f"invalid addresses: {c.invalid}, duplicates: {c.duplicates}, cached answers: {c.cached}",

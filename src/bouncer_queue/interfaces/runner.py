@@ -30,7 +30,6 @@ from rich.progress import Progress, TaskID
 
 from bouncer_queue.config import Settings
 from bouncer_queue.credits.estimate import Estimate
-from bouncer_queue.credits.reservations import CreditLimit
 from bouncer_queue.domain import Priority, RequestState
 from bouncer_queue.errors import ConfigError, DatabaseUnavailable, InputError, Interrupted, QueueBackendError
 from bouncer_queue.files import open_private
@@ -47,7 +46,7 @@ from bouncer_queue.lists import (
 )
 from bouncer_queue.ops import malloc
 from bouncer_queue.ops.keys import ApiKeySource
-from bouncer_queue.pipeline.ingest import AddResult, CreditOptions
+from bouncer_queue.pipeline.ingest import AddResult
 from bouncer_queue.queueing.signals import on_reload, on_stop
 from bouncer_queue.service import QueueManager
 from bouncer_queue.storage.records import BatchProgress, ExportRow, RequestProgress
@@ -153,9 +152,9 @@ async def submit_file(
     `console` once the whole list is stored. `interrupt` is called every few rows read and may raise to stop the
     list there, as a refusal does (the chunks committed before stay, resumable). `read_ahead`: read the next
     chunk while one is stored (off in `verify`, where it cost 4 MB of a peak that is its memory budget)."""
-    balance = await manager.credit_balance()
-    limit = CreditLimit(balance.checked_at, balance.at_bouncer, options.max_credits, options.allow_partial)
-    cache_days = manager.settings.result_cache_days if options.use_cache else 0
+    credits, balance = await manager.credit_options(
+        max_credits=options.max_credits, allow_partial=options.allow_partial, use_cache=options.use_cache
+    )
     reader = open_list(path, options)
     estimates: list[Estimate] = []
     bar = counter_bar(err_console, "storing the list")
@@ -176,7 +175,7 @@ async def submit_file(
             delay=options.delay_ms,
             fingerprint=fingerprint,
             source=path.name,
-            credits=CreditOptions(cache_days=cache_days, check=limit),
+            credits=credits,
             on_stored=stored,
             read_ahead=read_ahead,
         )

@@ -337,7 +337,9 @@ async def _what_was_stored(repo: Repository, request_id: str, error: InputError 
     stored = await repo.get_request(request_id)
     if stored is None or stored.status != RequestState.INGESTING:
         if isinstance(error, CreditsRefused) and stored is None:
-            return CreditsRefused(f"{error.message}; nothing was stored (--allow-partial starts it anyway)")
+            return CreditsRefused(
+                f"{error.message}; nothing was stored (--allow-partial, or allow_partial over HTTP, starts it anyway)"
+            )
         return error
     return type(error)(
         f"{error.message}; the {stored.total_emails} addresses before it are stored as request {stored.request_id} "

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from bouncer_queue import __version__
 from bouncer_queue.errors import (
+    CreditsRefused,
     InputError,
     QueueBackendError,
     ReplayRefused,
@@ -30,6 +31,7 @@ from bouncer_queue.service import QueueManager, scrub
 API_PREFIX = "/api/v1"
 _STATUS_OF = {
     InputError: 422,
+    CreditsRefused: 402,
     UnknownQueueError: 404,
     ReplayRefused: 409,
     StorageError: 503,

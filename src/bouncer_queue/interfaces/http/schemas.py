@@ -38,6 +38,17 @@ class RequestIn(BaseModel):
         default=None, max_length=128, validation_alias=AliasChoices("idempotency_key", "idempotencyKey")
     )
     webhook_url: str | None = Field(default=None, validation_alias=AliasChoices("webhook_url", "webhookUrl"))
+    max_credits: int | None = Field(
+        default=None,
+        ge=0,
+        validation_alias=AliasChoices("max_credits", "maxCredits"),
+        description="Refuse the list (402) when it needs more credits than this.",
+    )
+    allow_partial: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("allow_partial", "allowPartial"),
+        description="Start a list the balance does not cover: its batches go out while credits last.",
+    )
 
 
 class AcceptedOut(BaseModel):

@@ -30,6 +30,8 @@ from bouncer_queue.storage.records import EmailRow
 #: Extensions an upload may have: the readers' formats, and JSON Lines' other name.
 UPLOAD_EXTENSIONS = (*LIST_FORMATS, "jsonl")
 CHUNK_BYTES = 1024 * 1024
+#: How a form field may say yes or no (an HTML checkbox sends "on").
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
 @dataclass
@@ -42,6 +44,10 @@ class Submission:
     idempotency_key: str | None = None
     webhook_url: str | None = None
     source: str = "api"
+    #: Refuse the list when it needs more credits than this, or than Bouncer's balance less what others hold.
+    max_credits: int | None = None
+    #: Start it anyway: its batches go out while credits last (the credits gate holds the rest).
+    allow_partial: bool = False
 
 
 def check_length(request: Request, limit: int) -> None:
@@ -62,8 +68,15 @@ async def submit(
     if sub.webhook_url:
         await check_webhook(manager, sub.webhook_url)
     tracking = Tracking(idempotency_key=sub.idempotency_key, webhook_url=sub.webhook_url)
+    credits, _ = await manager.credit_options(max_credits=sub.max_credits, allow_partial=sub.allow_partial)
     result = await manager.add_emails_to_queue(
-        emails, sub.user_id, priority=sub.priority, delay=sub.delay, source=sub.source, tracking=tracking
+        emails,
+        sub.user_id,
+        priority=sub.priority,
+        delay=sub.delay,
+        source=sub.source,
+        tracking=tracking,
+        credits=credits,
     )
     return AcceptedOut(
         request_id=result.request_id,
@@ -90,6 +103,8 @@ def from_json(body: RequestIn, idempotency_header: str | None) -> tuple[list[Ema
         delay=body.delay,
         idempotency_key=body.idempotency_key or idempotency_header,
         webhook_url=body.webhook_url,
+        max_credits=body.max_credits,
+        allow_partial=body.allow_partial,
     )
     return emails, sub
 
@@ -104,12 +119,20 @@ def from_form(form: FormData, idempotency_header: str | None) -> Submission:
     delay = text("delay") or "0"
     if not delay.isdigit():
         raise InputError("delay must be zero or more milliseconds")
+    max_credits = text("max_credits")
+    if max_credits is not None and not max_credits.isdigit():
+        raise InputError("max_credits must be a whole number of credits")
+    allow_partial = (text("allow_partial") or "false").lower()
+    if allow_partial not in _BOOLEANS:
+        raise InputError("allow_partial must be true or false")
     return Submission(
         user_id=text("user_id") or "api",
         priority=text("priority") or "NORMAL",
         delay=int(delay),
         idempotency_key=text("idempotency_key") or idempotency_header,
         webhook_url=text("webhook_url"),
+        max_credits=int(max_credits) if max_credits is not None else None,
+        allow_partial=_BOOLEANS[allow_partial],
     )
 
 
