@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from bouncer_queue import __version__
+from bouncer_queue.aio import cancel_and_wait
 from bouncer_queue.bootstrap import worker_name
 from bouncer_queue.errors import QueueBackendError
 from bouncer_queue.ops.callback_route import callback_routes
@@ -150,10 +151,7 @@ async def _until_stopped_or_dead(pool: WorkerPool, stop: asyncio.Event) -> str |
     stopping = asyncio.create_task(stop.wait(), name="stop")
     dying = asyncio.create_task(pool.wait_until_one_stops(), name="worker-watch")
     done, pending = await asyncio.wait({stopping, dying}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancel_and_wait(*pending)
     if dying in done and not stop.is_set():
         died = dying.result()
         log.error("worker stopped unexpectedly: %s", died, extra={"action": "worker_died", "queue": died})

@@ -22,12 +22,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
+from bouncer_queue.aio import cancel_and_wait
 from bouncer_queue.config import Settings
 from bouncer_queue.credits.estimate import Estimate
 from bouncer_queue.domain import Priority, RequestState
@@ -374,7 +375,7 @@ async def _until_done(manager: QueueManager, request_id: str, workers: Backgroun
     stopper = asyncio.create_task(workers.stop.wait())
     refused = asyncio.create_task(_until_key_refused(manager))
     done, _ = await asyncio.wait({waiter, stopper, refused, workers.task}, return_when=asyncio.FIRST_COMPLETED)
-    await _cancelled(stopper, refused, *(() if waiter in done else (waiter,)))
+    await cancel_and_wait(stopper, refused, *(() if waiter in done else (waiter,)))
     if waiter in done:
         waiter.result()  # the request is done (or reading its progress failed: that error goes up)
         return
@@ -387,15 +388,6 @@ async def _until_done(manager: QueueManager, request_id: str, workers: Backgroun
         workers.task.result()  # raises the workers' error
         raise QueueBackendError("the workers stopped before the list was verified")
     raise Interrupted
-
-
-async def _cancelled(*tasks: asyncio.Task[Any]) -> None:
-    """Cancel `tasks` and wait until they have ended. A task left to end on its own may be in a database call: on
-    SQLite its connection's thread would answer after the event loop has closed (an exception in that thread),
-    and its connection would be returned after the engine was disposed."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)  # what an abandoned wait raised no longer matters
 
 
 async def _until_key_refused(manager: QueueManager, interval: float = 0.5) -> str:
@@ -509,7 +501,7 @@ async def verify_file(
     try:
         return await _verify(settings, path, options, console, output, keys)
     finally:
-        trimmer.cancel()
+        await cancel_and_wait(trimmer)
 
 
 async def _verify(

@@ -31,6 +31,7 @@ from typing import Any
 
 from bullmq import DelayedError, UnrecoverableError, Worker
 
+from bouncer_queue.aio import cancel_and_wait
 from bouncer_queue.config import QueueTuning
 from bouncer_queue.pipeline.outcomes import Defer, PermanentFailure
 from bouncer_queue.queueing import waiters
@@ -272,10 +273,7 @@ async def _release_connections(worker: Worker) -> None:
     again. Closed right after it started (verify stopped on a bad list just then), a worker can be left with a
     fetch in flight that reopens a connection closed under it, which nobody would close (closing twice is a
     no-op; a connection bullmq was lent is left alone)."""
-    left = [task for task in getattr(worker, "processing", ()) if not task.done()]
-    for task in left:
-        task.cancel()
-    await asyncio.gather(*left, return_exceptions=True)
+    await cancel_and_wait(*(task for task in getattr(worker, "processing", ()) if not task.done()))
     backend = getattr(worker, "backend", None)
     owned = [getattr(backend, "blocking_connection", None)]
     if getattr(backend, "owns_connection", False):

@@ -34,6 +34,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bouncer_queue.aio import cancel_and_wait
 from bouncer_queue.simulator.callbacks import callback_loop
 from bouncer_queue.simulator.state import SimulatorHTTPError, SimulatorState, fingerprint
 
@@ -98,11 +99,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(*tasks)
 
     app = _SimulatorApp(title="Bouncer simulator", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.simulator = state
