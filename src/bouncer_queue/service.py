@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 #: A recorded balance was read at most this long before its health check recorded it (the check's Bouncer call
 #: and database probes are bounded by their timeouts, well under a minute).
 RECORDED_BALANCE_MARGIN_SECONDS = 60.0
+#: How long a balance read from Bouncer serves this process's next submissions and estimates (its date goes with it).
+BALANCE_REUSE_SECONDS = 15.0
 
 
 class QueueManager:
@@ -76,6 +78,8 @@ class QueueManager:
         self._auto_migrate = auto_migrate
         self._stack: AsyncExitStack | None = None
         self._runtime: Runtime | None = None
+        #: The last balance read from Bouncer: (monotonic time of the read, its date, the credits).
+        self._last_balance: tuple[float, datetime, int] | None = None
         self._started_at = time.monotonic()
 
     async def __aenter__(self) -> QueueManager:
@@ -225,10 +229,18 @@ class QueueManager:
         comes in time, or Bouncer does not answer, the balance is the newest one a health check recorded, dated
         RECORDED_BALANCE_MARGIN_SECONDS before it was recorded: every batch sent since that date counts as held,
         so an older figure is never more generous than a fresh one (only a top-up since is missed). Unknown
-        (None) when no health check has recorded one."""
+        (None) when no health check has recorded one.
+
+        A balance read in the last BALANCE_REUSE_SECONDS by this process is used again, with its date (a server
+        taking many lists would otherwise spend the budget the health checks need to see a top-up)."""
+        last, now = self._last_balance, time.monotonic()
+        if last is not None and now - last[0] < BALANCE_REUSE_SECONDS:
+            return Balance(last[1], last[2], await self._reserved())
         checked_at = datetime.now(UTC)  # before the call: batches sent after it count as held
         at_bouncer = await self._balance()
-        if at_bouncer is None and (recorded := await self.runtime.repo.latest_credits()) is not None:
+        if at_bouncer is not None:
+            self._last_balance = (now, checked_at, at_bouncer)
+        elif (recorded := await self.runtime.repo.latest_credits()) is not None:
             at_bouncer, recorded_at = recorded
             checked_at = recorded_at - timedelta(seconds=RECORDED_BALANCE_MARGIN_SECONDS)
         return Balance(checked_at, at_bouncer, await self._reserved())

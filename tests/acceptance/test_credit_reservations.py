@@ -27,6 +27,7 @@ from pipeline_support import (
     write_csv,
 )
 
+from bouncer_queue import service
 from bouncer_queue.credits.reservations import CreditLimit
 from bouncer_queue.emails import dedup_key
 from bouncer_queue.errors import CreditsRefused
@@ -126,6 +127,22 @@ async def test_with_no_credits_call_to_spare_the_check_counts_on_the_balance_a_h
     assert (balance.at_bouncer, balance.checked_at) == (12, recorded_at - timedelta(seconds=60))
     assert [group for _, group in recorded(server).arrivals if group == "credits"] == []  # no call was made
     assert await sql(system.database_url, 'SELECT request_id FROM "Bouncer_Requests"') == []
+
+
+async def test_a_balance_read_serves_the_next_submissions_for_a_while_with_its_date(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server taking many lists asks Bouncer once per BALANCE_REUSE_SECONDS, not once a list: the credits budget
+    (10 a minute) is left to the health checks, which reopen the credits gate after a top-up."""
+    monkeypatch.setattr(service, "BALANCE_REUSE_SECONDS", 3_600.0)
+    server = await system.simulator(credits=BALANCE)
+    async with system.pipeline(system.settings(server.base_url, batch_size=10), workers=False) as manager:
+        first = (await manager.credit_options())[1]
+        await manager.add_emails_to_queue(make_emails(10, "held"), "u1", credits=(await manager.credit_options())[0])
+        again = (await manager.credit_options())[1]
+    assert [group for _, group in recorded(server).arrivals if group == "credits"] == ["credits"]
+    assert (again.checked_at, again.at_bouncer) == (first.checked_at, BALANCE)
+    assert (first.reserved, again.reserved) == (0, 10)  # what others hold is counted afresh each time
 
 
 async def test_a_request_over_the_balance_is_held_until_a_top_up_and_nothing_is_paid_twice(system: System) -> None:
