@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from sqlalchemy.exc import OperationalError
 
@@ -94,7 +96,9 @@ async def test_a_must_land_write_waits_for_the_database_to_answer(monkeypatch: p
     async def no_sleep(seconds: float) -> None:
         pauses.append(seconds)
 
-    monkeypatch.setattr(transactions.asyncio, "sleep", no_sleep)
+    # Only this module's asyncio: patched in the asyncio module itself, the sleeps of another thread's event loop
+    # (a simulator a session-wide fixture left running) were counted too, and ran without pausing.
+    monkeypatch.setattr(transactions, "asyncio", SimpleNamespace(sleep=no_sleep))
     runs = []
 
     async def record() -> str:
