@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 #: How long a MariaDB session waits for a lock another one holds before giving up (seconds).
 MYSQL_LOCK_TIMEOUT_SECONDS = 30
@@ -36,8 +36,8 @@ class NamedLock:
     key: int
 
 
-def is_mysql(conn: AsyncConnection) -> bool:
-    return conn.dialect.name in {"mysql", "mariadb"}
+def is_mysql(bind: AsyncConnection | AsyncEngine) -> bool:
+    return bind.dialect.name in {"mysql", "mariadb"}
 
 
 async def take(conn: AsyncConnection, lock: NamedLock) -> None:

@@ -60,22 +60,18 @@ class Database:
         """Errors raised inside become StorageError naming `operation` and the masked URL."""
         return translate_errors(self._masked_url, operation, self._password)
 
-    @asynccontextmanager
-    async def write(self, lock: NamedLock | None = None) -> AsyncIterator[AsyncConnection]:
+    def write(self, lock: NamedLock | None = None) -> AbstractAsyncContextManager[AsyncConnection]:
         """A write transaction, committed on a clean exit. With `lock`, MariaDB holds it from before the
         transaction begins until after it ends; the code inside calls `locks.take(conn, lock)` where its check
         begins, which takes it there on PostgreSQL (locks.py)."""
-        if lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self.engine.connect() as conn:
-            if is_mysql(conn):
-                async with session_locks(conn, [lock]), conn.begin():
-                    yield conn
-                return
-            async with conn.begin():
-                yield conn
+        if lock is None or not is_mysql(self.engine):
+            return self.engine.begin()
+        return self._write_in_session_lock(lock)
+
+    @asynccontextmanager
+    async def _write_in_session_lock(self, lock: NamedLock) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn, session_locks(conn, [lock]), conn.begin():
+            yield conn
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
